@@ -1,0 +1,85 @@
+"""clean+resize throughput on web-sized JPEGs, against the seed notebooks' one-image-at-a-time loop.
+
+    python benchmarks/bench_clean_resize.py [--images 240] [--workers 2]
+
+Both sides read the same ≈1600×1200 JPEGs and write 200×200 PNGs. The seed way opens, converts,
+resizes and saves each image in turn; ours runs the clean stage (full decode check, color and
+duplicate rules, content-hash names) and then the resize stage, in batches on a process pool as
+the flows do. Prefect's fixed start-up per flow (a few seconds) is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.clean import clean_dataset
+from pipeline.config import Clean, Resize
+from pipeline.parallel import executor_map, process_pool
+from pipeline.resize import resize_dataset
+from pipeline.scrape import write_raw_manifest
+from pipeline.sources.base import save_raw
+from pipeline.sources.synthetic import KNOWN_SCENES, render_scene
+
+
+def make_photos(root: Path, count: int) -> list[Path]:
+    """`count` distinct 1600×1200 scene JPEGs (quality 90) with a raw manifest, as the scrape stage leaves them."""
+    categories = sorted(KNOWN_SCENES)
+    rows = []
+    for index in range(count):
+        category = categories[index % len(categories)]
+        pixels = render_scene(category, np.random.default_rng(index), 1600, 1200)
+        encoded = io.BytesIO()
+        Image.fromarray(pixels).save(encoded, "JPEG", quality=90)
+        rows.append(save_raw(root, category, f"{index:05d}.jpg", encoded.getvalue(), "bench", "bench://"))
+    write_raw_manifest(root, rows)
+    return [root / row.file for row in rows]
+
+
+def seed_way(files: list[Path], out: Path) -> None:
+    out.mkdir()
+    for file in files:
+        Image.open(file).convert("RGB").resize((200, 200)).save(out / f"{file.stem}.png")
+
+
+def clean_and_resize(raw: Path, work: Path, workers: int) -> tuple[int, float]:
+    """The clean and resize stages on a warm process pool: (images kept, seconds)."""
+    with process_pool(workers) as pool:
+        mapper = executor_map(pool)
+        warm_up = Clean(batch_size=1)
+        clean_dataset(raw, work / "warm-clean", warm_up, lambda fn, batches: mapper(fn, batches[: 2 * workers]))
+        start = time.perf_counter()
+        clean_dataset(raw, work / "clean", Clean(), mapper)
+        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper)
+        return kept, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        files = make_photos(work / "raw", args.images)
+        megabytes = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{len(files)} JPEGs, 1600x1200, {megabytes:.0f} MB")
+        start = time.perf_counter()
+        seed_way(files, work / "seed")
+        seed_seconds = time.perf_counter() - start
+        kept, our_seconds = clean_and_resize(work / "raw", work, args.workers)
+    seed_rate, our_rate = len(files) / seed_seconds, len(files) / our_seconds
+    print(f"{'':28}{'seconds':>10}{'images/s':>10}")
+    print(f"{'seed notebooks (1 by 1)':28}{seed_seconds:10.2f}{seed_rate:10.1f}")
+    print(f"{f'clean+resize ({args.workers} workers)':28}{our_seconds:10.2f}{our_rate:10.1f}   ({kept} kept)")
+    print(f"ratio: {our_rate / seed_rate:.2f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()

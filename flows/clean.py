@@ -1,0 +1,37 @@
+"""clean: keep the raw images that decode and have color, as 8-bit RGB, without duplicates (data/clean)."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.common import DATA, main, prefect_batches
+from pipeline.clean import clean_dataset
+from pipeline.config import Params
+from pipeline.parallel import process_pool
+
+CLEAN = DATA / "clean"
+
+
+@flow(name="clean")
+def clean(params: Params) -> dict[str, object]:
+    with process_pool(params.workers) as pool:
+        summary = clean_dataset(DATA / "raw", CLEAN, params.clean, prefect_batches(pool, "clean"))
+    per_category = summary["per_category"]
+    assert isinstance(per_category, dict)
+    create_table_artifact(
+        key="clean-summary",
+        table=[{"category": name, **counts} for name, counts in per_category.items()]
+        + [{"category": f"rejected: {reason}", "rejected": count} for reason, count in dict(summary["rejected_by_reason"]).items()],
+        description=f"Kept {summary['kept']} of {summary['total']} images",
+    )
+    return summary
+
+
+def run(params: Params) -> dict[str, object]:
+    return clean.with_options(task_runner=ThreadPoolTaskRunner(max_workers=params.workers))(params)
+
+
+if __name__ == "__main__":
+    main("clean", run, CLEAN, __doc__)

@@ -1,0 +1,208 @@
+"""The clean stage: keep images that decode fully and have color, as 8-bit RGB, without duplicates."""
+
+from __future__ import annotations
+
+import logging
+import io
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.config import Clean, category_slug
+from pipeline.fsutil import atomic_write_bytes, atomic_write_json, staged_output
+from pipeline.images import colorfulness, hamming, perceptual_hash, to_rgb
+from pipeline.parallel import BatchMapper, batched, serial_map
+from pipeline.progress import track_batches
+
+log = logging.getLogger(__name__)
+
+_EXIF_ORIENTATION = 0x0112
+_PASSTHROUGH_FORMATS = {"JPEG": "jpg", "PNG": "png"}
+_MEASURE_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What cleaning found out about one raw file; `reason` is empty for a kept file."""
+
+    raw_file: str
+    category: str
+    sha256: str
+    file: str = ""
+    reason: str = ""
+    detail: str = ""
+    width: int = 0
+    height: int = 0
+    colorfulness: float = 0.0
+    phash: str = ""
+
+
+MANIFEST_COLUMNS = ["file", "category", "raw_file", "sha256", "width", "height", "colorfulness", "phash"]
+REJECTED_COLUMNS = ["file", "category", "reason", "detail"]
+
+
+def _describe_non_image(path: Path) -> str:
+    head = path.read_bytes()[:64]
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "HTML page, not an image"
+    return f"unknown format (starts with {head[:12]!r})"
+
+
+def _measure(image: Image.Image) -> tuple[float, str]:
+    small = image.copy()
+    small.thumbnail((_MEASURE_SIDE, _MEASURE_SIDE), Image.Resampling.BOX)
+    return colorfulness(np.asarray(small)), f"{perceptual_hash(small):016x}"
+
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _undecodable(found: Inspection, exc: Exception) -> Inspection:
+    reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+    return replace(found, reason=reason, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _decode(image: Image.Image) -> tuple[Image.Image, bool]:
+    """Decode every byte; return the upright 8-bit RGB image and whether the file already was exactly that."""
+    oriented = image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+    passthrough = (
+        image.format in _PASSTHROUGH_FORMATS and image.mode == "RGB" and not oriented and getattr(image, "n_frames", 1) == 1
+    )
+    if passthrough and image.format == "JPEG":
+        image.draft("RGB", (_MEASURE_SIDE, _MEASURE_SIDE))  # still decodes every byte, at 1/8 scale: cheap
+    image.load()
+    if passthrough:
+        return image, True
+    return to_rgb(ImageOps.exif_transpose(image)), False
+
+
+def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, category: str, sha256: str) -> Inspection:
+    """Decode one raw file, apply the rules, and write the kept image to out_root/<category>/<sha256[:16]>.<ext>."""
+    found = Inspection(raw_file, category, sha256)
+    path = raw_root / raw_file
+    if path.stat().st_size == 0:
+        return replace(found, reason="empty", detail="zero-byte file")
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        return replace(found, reason="not_an_image", detail=_describe_non_image(path))
+    except Image.DecompressionBombError as exc:
+        return replace(found, reason="decompression_bomb", detail=str(exc))
+    except _DECODE_ERRORS as exc:
+        return _undecodable(found, exc)
+    with image:
+        width, height = image.size
+        found = replace(found, width=width, height=height)
+        if width * height > rules.max_pixels:
+            return replace(found, reason="decompression_bomb", detail=f"{width}x{height} pixels > clean.max_pixels={rules.max_pixels}")
+        if min(width, height) < rules.min_side:
+            return replace(found, reason="too_small", detail=f"{width}x{height} < clean.min_side={rules.min_side}")
+        try:
+            rgb, passthrough = _decode(image)
+        except _DECODE_ERRORS as exc:
+            return _undecodable(found, exc)
+        if not passthrough:  # a passthrough JPEG was decoded at reduced scale; keep the header's size
+            found = replace(found, width=rgb.width, height=rgb.height)
+        score, phash = _measure(rgb)
+        found = replace(found, colorfulness=round(score, 2), phash=phash)
+        if score < rules.min_colorfulness:
+            return replace(found, reason="grayscale", detail=f"colorfulness {score:.1f} < clean.min_colorfulness={rules.min_colorfulness}")
+        extension = _PASSTHROUGH_FORMATS[str(image.format)] if passthrough else "png"
+        kept = f"{category_slug(category)}/{sha256[:16]}.{extension}"
+        if passthrough:
+            atomic_write_bytes(out_root / kept, path.read_bytes())
+        else:
+            encoded = io.BytesIO()
+            rgb.save(encoded, "PNG", compress_level=3)
+            atomic_write_bytes(out_root / kept, encoded.getvalue())
+        return replace(found, file=kept)
+
+
+def inspect_batch(raw_root: Path, out_root: Path, rules: Clean, rows: list[tuple[str, str, str]]) -> list[Inspection]:
+    """inspect_file for each (raw_file, category, sha256); never raises for a bad image."""
+    return [inspect_file(raw_root, out_root, rules, *row) for row in rows]
+
+
+class NearDuplicateIndex:
+    """Finds a stored 64-bit hash within `max_distance` bits: by pigeonhole, a match shares one of max_distance+1 bands."""
+
+    def __init__(self, max_distance: int) -> None:
+        self.max_distance = max_distance
+        bands = max_distance + 1
+        edges = [round(64 * i / bands) for i in range(bands + 1)]
+        self._bands = [(low, (1 << (high - low)) - 1) for low, high in zip(edges, edges[1:])]
+        self._buckets: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
+
+    def find(self, value: int) -> tuple[str, int] | None:
+        """The first stored (name, distance) within max_distance of `value`."""
+        best = None
+        for band, (shift, mask) in enumerate(self._bands):
+            for other, name in self._buckets.get((band, (value >> shift) & mask), []):
+                distance = hamming(value, other)
+                if distance <= self.max_distance and (best is None or distance < best[1]):
+                    best = (name, distance)
+        return best
+
+    def add(self, value: int, name: str) -> None:
+        for band, (shift, mask) in enumerate(self._bands):
+            self._buckets[(band, (value >> shift) & mask)].append((value, name))
+
+
+def deduplicate(inspections: list[Inspection], max_distance: int) -> list[Inspection]:
+    """Reject exact (same bytes) and near (pHash) duplicates of an earlier kept image, in the given order."""
+    by_sha: dict[str, str] = {}
+    near = NearDuplicateIndex(max_distance)
+    result = []
+    for item in inspections:
+        if not item.reason:
+            if item.sha256 in by_sha:
+                item = replace(item, reason="duplicate", detail=f"same bytes as {by_sha[item.sha256]}")
+            elif match := near.find(int(item.phash, 16)):
+                item = replace(item, reason="near_duplicate", detail=f"looks like {match[0]} (pHash distance {match[1]})")
+            else:
+                by_sha[item.sha256] = item.raw_file
+                near.add(int(item.phash, 16), item.raw_file)
+        result.append(item)
+    return result
+
+
+def summarize(inspections: list[Inspection]) -> dict[str, object]:
+    kept = [item for item in inspections if not item.reason]
+    per_category: dict[str, dict[str, int]] = {}
+    for item in inspections:
+        counts = per_category.setdefault(item.category, {"kept": 0, "rejected": 0})
+        counts["rejected" if item.reason else "kept"] += 1
+    return {
+        "total": len(inspections),
+        "kept": len(kept),
+        "rejected": len(inspections) - len(kept),
+        "rejected_by_reason": dict(sorted(Counter(item.reason for item in inspections if item.reason).items())),
+        "per_category": per_category,
+    }
+
+
+def clean_dataset(raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map) -> dict[str, object]:
+    """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
+    raw = pd.read_csv(raw_root / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
+    with staged_output(clean_root) as staging:
+        work = partial(inspect_batch, raw_root, staging, rules)
+        batches = track_batches(map_batches(work, batched(rows, rules.batch_size)), len(rows), "clean")
+        inspections = deduplicate([item for batch in batches for item in batch], rules.near_duplicate_distance)
+        kept = [asdict(item) for item in inspections if not item.reason]
+        kept_files = {item["file"] for item in kept}
+        for item in inspections:
+            if item.file and item.file not in kept_files:
+                (staging / item.file).unlink(missing_ok=True)
+        rejected = [{**asdict(item), "file": item.raw_file} for item in inspections if item.reason]
+        pd.DataFrame(kept, columns=MANIFEST_COLUMNS).to_csv(staging / "manifest.csv", index=False)
+        pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(staging / "rejected.csv", index=False)
+        summary = summarize(inspections)
+        atomic_write_json(staging / "summary.json", summary)
+    log.info("clean: kept %d of %d images; rejected %s", summary["kept"], summary["total"], summary["rejected_by_reason"])
+    return summary

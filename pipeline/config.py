@@ -1,0 +1,163 @@
+"""Typed, validated view of params.yaml: one error message that names the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pipeline.errors import PipelineError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+
+DEFAULT_CATEGORIES = [
+    "landscape", "beach", "waterfall", "mountains", "nature",
+    "forest", "city", "street", "buildings", "town",
+]
+
+
+class ParamsError(PipelineError):
+    """params.yaml is missing, unreadable or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def category_slug(name: str) -> str:
+    """The folder name for a category: lowercase ASCII letters, digits and '_' only (never a path)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+class SyntheticSource(_Strict):
+    defect_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    min_side: Annotated[int, Field(ge=16)] = 240
+    max_side: Annotated[int, Field(ge=16)] = 480
+
+    @model_validator(mode="after")
+    def _sides_ordered(self) -> SyntheticSource:
+        if self.max_side < self.min_side:
+            raise ValueError("max_side must be >= min_side")
+        return self
+
+
+class BingSource(_Strict):
+    endpoint: str = "https://www.bing.com/images/async"
+    timeout: Annotated[int, Field(ge=1)] = 15
+    retries: Annotated[int, Field(ge=0)] = 2
+    concurrent_categories: Annotated[int, Field(ge=1)] = 4
+    downloads_per_category: Annotated[int, Field(ge=1)] = 8
+    adult_filter: bool = True
+    filter: Literal["", "photo", "line", "clipart", "gif", "animatedgif", "transparent"] = "photo"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class FolderSource(_Strict):
+    path: Path | None = None
+
+
+class Source(_Strict):
+    kind: Literal["synthetic", "bing", "folder"] = "synthetic"
+    categories: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    per_category: Annotated[int, Field(ge=1)] = 100
+    synthetic: SyntheticSource = SyntheticSource()
+    bing: BingSource = BingSource()
+    folder: FolderSource = FolderSource()
+
+    @field_validator("categories")
+    @classmethod
+    def _safe_unique_names(cls, names: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for name in names:
+            slug = category_slug(name)
+            if not slug:
+                raise ValueError(f"category {name!r} has no letters or digits to name a folder with")
+            if slug in seen:
+                raise ValueError(f"categories {seen[slug]!r} and {name!r} map to the same folder {slug!r}")
+            seen[slug] = name
+        return names
+
+    @model_validator(mode="after")
+    def _folder_exists(self) -> Source:
+        if self.kind == "folder":
+            path = self.folder.path
+            if path is None:
+                raise ValueError("folder.path: required when kind is 'folder'")
+            if not path.is_dir():
+                raise ValueError(f"folder.path: {str(path)!r} is not a directory")
+        return self
+
+
+class Clean(_Strict):
+    min_side: Annotated[int, Field(ge=1)] = 64
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    min_colorfulness: Annotated[float, Field(ge=0.0)] = 6.0
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=32)] = 4
+    batch_size: Annotated[int, Field(ge=1)] = 32
+
+
+class Resize(_Strict):
+    size: Annotated[int, Field(ge=8, le=4096)] = 200
+    mode: Literal["center_crop", "pad", "squash"] = "center_crop"
+    batch_size: Annotated[int, Field(ge=1)] = 32
+
+
+class Split(_Strict):
+    test_per_category: Annotated[int, Field(ge=1)] = 10
+
+
+class Params(_Strict):
+    seed: int = 42
+    workers: Annotated[int, Field(ge=1)] = 2
+    source: Source = Source()
+    clean: Clean = Clean()
+    resize: Resize = Resize()
+    split: Split = Split()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    nested = re.match(r"^([\w.]+): (.*)$", message)
+    if error["type"] == "value_error" and nested:
+        key, message = ".".join(filter(None, [key, nested[1]])), nested[2]
+    key = key or "(top level)"
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] != "missing" and "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {error['input']!r})"
+    return f"{key}: {message}"
+
+
+def parse_params(raw: Any, origin: str = str(PARAMS_FILE)) -> Params:
+    """Validate a parsed params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{origin}: must be a mapping of keys to values")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise ParamsError(f"{origin}: {problems}") from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_params(raw, str(path))

@@ -1,0 +1,58 @@
+"""Image measurements shared by the stages: perceptual hash and colorfulness."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+_HASH_SIDE = 32
+_HASH_BITS_SIDE = 8
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    matrix = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    matrix[0] /= np.sqrt(2.0)
+    return matrix
+
+
+_DCT = _dct_matrix(_HASH_SIDE)
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """64-bit pHash: the signs of the lowest 8×8 DCT frequencies of the 32×32 luminance, against their median."""
+    gray = image.convert("L").resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(gray, dtype=np.float64)
+    low = (_DCT @ pixels @ _DCT.T)[:_HASH_BITS_SIDE, :_HASH_BITS_SIDE].ravel()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """Hasler & Süsstrunk (2003) colorfulness of an H×W×3 uint8 image: 0 for gray, ~100+ for vivid."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: transparency composited on white, 16-bit and float scaled down (not clipped), CMYK/P/1/L converted."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        image = Image.fromarray(np.clip(values / scale + 0.5, 0, 255).astype(np.uint8), "L")
+    has_alpha = image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")

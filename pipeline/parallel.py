@@ -1,0 +1,42 @@
+"""Running per-item work in batches: the stages take a `BatchMapper`, so the caller picks the engine."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from itertools import islice
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class BatchMapper(Protocol):
+    def __call__(self, fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterable[list[R]]:
+        """Apply `fn` to every batch; yield the results in the order of `batches`."""
+        ...
+
+
+def batched(items: Iterable[T], size: int) -> list[list[T]]:
+    iterator = iter(items)
+    return list(iter(lambda: list(islice(iterator, size)), []))
+
+
+def serial_map(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
+    return map(fn, batches)
+
+
+def process_pool(workers: int) -> Executor:
+    """A process pool that is safe to start from a threaded program (spawned, not forked)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def executor_map(executor: Executor) -> BatchMapper:
+    """A BatchMapper that runs the batches on `executor`, keeping their order."""
+
+    def run(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
+        futures = [executor.submit(fn, batch) for batch in batches]
+        return (future.result() for future in futures)
+
+    return run

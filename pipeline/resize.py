@@ -1,0 +1,76 @@
+"""The resize stage: every clean image to a size×size RGB PNG (center_crop, pad or squash)."""
+
+from __future__ import annotations
+
+import io
+import math
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from PIL import Image
+
+from pipeline.config import Resize
+from pipeline.fsutil import atomic_write_bytes, staged_output
+from pipeline.parallel import BatchMapper, batched, serial_map
+from pipeline.progress import track_batches
+
+ResizeMode = Literal["center_crop", "pad", "squash"]
+MANIFEST_COLUMNS = ["file", "category", "clean_file"]
+_QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
+
+
+def _draft_request(width: int, height: int, size: int, mode: ResizeMode) -> tuple[int, int]:
+    """The smallest decode size that keeps `_QUALITY_MARGIN`x the pixels the output needs."""
+    if mode == "squash":
+        return (_QUALITY_MARGIN * size, _QUALITY_MARGIN * size)
+    side = min(width, height) if mode == "center_crop" else max(width, height)
+    factor = min(1.0, _QUALITY_MARGIN * size / side)
+    return (math.ceil(width * factor), math.ceil(height * factor))
+
+
+def resize_image(image: Image.Image, size: int, mode: ResizeMode) -> Image.Image:
+    """An RGB size×size image; `image` may be a JPEG not yet loaded (it is then decoded at reduced scale)."""
+    if image.format == "JPEG":
+        image.draft("RGB", _draft_request(*image.size, size, mode))
+    image = image.convert("RGB")
+    width, height = image.size
+    resample = Image.Resampling.LANCZOS
+    if mode == "squash":
+        return image.resize((size, size), resample, reducing_gap=3.0)
+    if mode == "center_crop":
+        side = min(width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        return image.resize((size, size), resample, box=(left, top, left + side, top + side), reducing_gap=3.0)
+    scale = size / max(width, height)
+    inner = (max(1, round(width * scale)), max(1, round(height * scale)))
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(image.resize(inner, resample, reducing_gap=3.0), ((size - inner[0]) // 2, (size - inner[1]) // 2))
+    return canvas
+
+
+def resize_file(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, clean_file: str) -> str:
+    """Resize clean_root/<clean_file> to out_root/<category>/<stem>.png; return the new relative path."""
+    target = str(Path(clean_file).with_suffix(".png"))
+    with Image.open(clean_root / clean_file) as image:
+        encoded = io.BytesIO()
+        resize_image(image, size, mode).save(encoded, "PNG", compress_level=3)
+    atomic_write_bytes(out_root / target, encoded.getvalue())
+    return target
+
+
+def resize_batch(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, files: list[str]) -> list[str]:
+    return [resize_file(clean_root, out_root, size, mode, file) for file in files]
+
+
+def resize_dataset(clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map) -> int:
+    """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest; return the count."""
+    clean = pd.read_csv(clean_root / "manifest.csv", dtype=str, keep_default_na=False)
+    with staged_output(resized_root) as staging:
+        work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
+        batches = track_batches(map_batches(work, batched(list(clean["file"]), cfg.batch_size)), len(clean), "resize")
+        files = [file for batch in batches for file in batch]
+        manifest = pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]})
+        manifest.to_csv(staging / "manifest.csv", index=False)
+    return len(files)

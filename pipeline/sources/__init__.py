@@ -1,0 +1,1 @@
+"""Image sources for the scrape stage: each one fills data/raw/<category>/ and reports provenance rows."""

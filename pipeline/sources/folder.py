@@ -1,0 +1,51 @@
+"""The `folder` source: copy up to N files per category from a local folder of category sub-folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from pipeline.config import category_slug
+from pipeline.errors import PipelineError
+from pipeline.sources.base import RawFile, save_raw
+
+log = logging.getLogger(__name__)
+
+
+def _category_folder(root: Path, category: str) -> Path:
+    for candidate in (root / category, root / category_slug(category)):
+        if candidate.is_dir() and candidate.resolve().parent == root.resolve():
+            return candidate
+    raise PipelineError(f"source.folder.path: no sub-folder {category!r} (or {category_slug(category)!r}) in {root}")
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "file"
+
+
+def list_folder(category: str, folder: Path, count: int) -> list[tuple[Path, str]]:
+    """The first `count` regular files (by name) of folder/<category>, each with a safe, unique target name.
+
+    Hidden files and symbolic links are skipped. Names are streamed from the directory, so a folder of
+    100k files costs only its names in memory.
+    """
+    source = _category_folder(folder, category)
+    with os.scandir(source) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."))
+    if len(names) < count:
+        log.warning("%s: only %d files in %s (source.per_category=%d)", category, len(names), source, count)
+    chosen, used = [], set()
+    for name in names[:count]:
+        target = _safe_name(name)
+        while target in used:
+            target = f"_{target}"
+        used.add(target)
+        chosen.append((source / name, target))
+    return chosen
+
+
+def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> list[RawFile]:
+    """Copy each (path, target name) untouched to root/<slug>/, recording its provenance."""
+    return [save_raw(root, category, target, path.read_bytes(), "folder", path.resolve().as_uri()) for path, target in files]

@@ -1,0 +1,64 @@
+"""The split stage: per category, a seeded choice of test images; grayscale inputs (x) and color targets (y)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipeline.config import Split
+from pipeline.errors import PipelineError
+from pipeline.fsutil import staged_output
+from pipeline.progress import track_batches
+
+SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
+MANIFEST_COLUMNS = ["file", "category", "split", "resized_file"]
+
+
+class SplitError(PipelineError):
+    """The data cannot be split as asked (e.g. a category has too few images)."""
+
+
+def _category_rng(seed: int, category: str) -> np.random.Generator:
+    """A generator per category, so adding a category does not reshuffle the others."""
+    digest = hashlib.sha256(f"{seed}/{category}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> pd.DataFrame:
+    """Add a `split` column: `test_per_category` seeded images of each category are test, the rest train."""
+    parts = []
+    for category, group in resized.groupby("category", sort=False):
+        if len(group) <= test_per_category:
+            raise SplitError(
+                f"category {category!r} has {len(group)} images after cleaning; split.test_per_category="
+                f"{test_per_category} leaves none for training (lower it or obtain more images)"
+            )
+        group = group.sort_values("file")
+        test = set(_category_rng(seed, str(category)).choice(len(group), size=test_per_category, replace=False))
+        parts.append(group.assign(split=["test" if i in test else "train" for i in range(len(group))]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> pd.DataFrame:
+    """Write train_x/train_y/test_x/test_y (same file names; x is mode L, y is RGB) and manifest.csv."""
+    resized = pd.read_csv(resized_root / "manifest.csv", dtype=str, keep_default_na=False)
+    assigned = assign_splits(resized, cfg.test_per_category, seed)
+    flat_names = [file.replace("/", "_") for file in assigned["file"]]
+    with staged_output(split_root) as staging:
+        for folder in SPLIT_FOLDERS:
+            (staging / folder).mkdir()
+        rows = [[row] for row in zip(assigned["file"], flat_names, assigned["split"])]
+        for [(resized_file, name, split)] in track_batches(rows, len(rows), "split"):
+            shutil.copyfile(resized_root / resized_file, staging / f"{split}_y" / name)
+            with Image.open(resized_root / resized_file) as image:
+                image.convert("L").save(staging / f"{split}_x" / name, "PNG", compress_level=3)
+        manifest = pd.DataFrame(
+            {"file": flat_names, "category": assigned["category"], "split": assigned["split"], "resized_file": assigned["file"]}
+        )
+        manifest.to_csv(staging / "manifest.csv", index=False)
+    return manifest

@@ -1,0 +1,190 @@
+"""The bing source, end to end against a fake Bing server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bing_image_downloader import downloader
+from fakebing import FakeBing, redirect_library
+
+from pipeline.config import BingSource
+from pipeline.sources import bing
+from pipeline.sources.base import Journal
+from pipeline.sources.bing import BingPageError, scrape_bing
+
+QUERY = "red car"
+BROKEN = {2: "html", 3: "404", 5: "ftp", 6: "file", 8: "redirect_ftp"}
+# What a scrape of the fake's first 12 results keeps: good images, the truncated JPEG (4), and the PNG without extension (7).
+KEPT = [0, 1, 4, 7, 9, 10, 11]
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never use a proxy, and fail if anything tries ftp:// or file://."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def refuse(self: object, request: urllib.request.Request) -> None:
+        raise AssertionError(f"non-http URL opened: {request.full_url}")
+
+    monkeypatch.setattr(urllib.request.FTPHandler, "ftp_open", refuse)
+    monkeypatch.setattr(urllib.request.FileHandler, "file_open", refuse)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBing]:
+    special = {**BROKEN, 4: "truncated", 7: "noext"}
+    with FakeBing(images_per_query=12, special=special, page_size=5) as server:
+        yield server
+
+
+def config(fake: FakeBing, **overrides: object) -> BingSource:
+    return BingSource(**{"endpoint": fake.endpoint, "timeout": 2, "downloads_per_category": 4, **overrides})
+
+
+def image_path(fake: FakeBing, index: int) -> str:
+    return urllib.parse.urlsplit(fake.image_url(QUERY, index)).path
+
+
+def test_saves_images_untouched_with_provenance(fake: FakeBing, tmp_path: Path) -> None:
+    rows = scrape_bing(QUERY, tmp_path, 100, config(fake))
+
+    assert [row.source_url for row in rows] == [fake.image_url(QUERY, i) for i in KEPT]
+    for index, row in zip(KEPT, rows, strict=True):
+        data = (tmp_path / row.file).read_bytes()
+        assert data == fake.body(QUERY, index)
+        assert (row.sha256, row.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert (row.category, row.source) == (QUERY, "bing")
+        stem = hashlib.sha1(row.source_url.encode()).hexdigest()[:16]
+        assert row.file == f"red_car/{stem}.{'png' if index in (1, 7, 9, 11) else 'jpg'}"
+    assert sorted(p.name for p in (tmp_path / "red_car").iterdir()) == sorted(Path(row.file).name for row in rows)
+    assert Journal(tmp_path, QUERY).done() == rows
+
+
+def test_broken_and_non_http_links_are_skipped_and_logged(
+    fake: FakeBing, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.bing"):
+        scrape_bing(QUERY, tmp_path, 100, config(fake))
+
+    warnings = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"{fake.image_url(QUERY, 2)}: not an image" in warnings
+    assert f"{fake.image_url(QUERY, 3)}: HTTP 404" in warnings
+    assert f"{fake.image_url(QUERY, 8)}: HTTP 302 redirect to non-http URL" in warnings
+    assert "ftp://127.0.0.1/img/red%20car/5.jpg: not an http(s) URL" in warnings
+    assert "file:///etc/passwd: not an http(s) URL" in warnings
+    # _loopback_only fails the test if ftp:// or file:// is ever opened (directly or by redirect).
+
+
+def test_count_is_respected_without_extra_downloads(tmp_path: Path) -> None:
+    with FakeBing(images_per_query=30, page_size=5) as server:
+        rows = scrape_bing(QUERY, tmp_path, 7, config(server))
+        assert len(rows) == 7
+        assert len(server.image_requests()) == 7
+        assert [p["first"] for p in server.page_requests()] == ["0", "5"]
+    assert len(list((tmp_path / "red_car").iterdir())) == 7
+
+
+def test_resume_keeps_earlier_files_and_does_not_fetch_them_again(fake: FakeBing, tmp_path: Path) -> None:
+    first = scrape_bing(QUERY, tmp_path, 5, config(fake))
+    stats = {row.file: (tmp_path / row.file).stat().st_mtime_ns for row in first}
+    fake.requests.clear()
+
+    second = scrape_bing(QUERY, tmp_path, 10, config(fake))
+
+    assert second[:5] == first
+    assert len(second) == len(KEPT)  # all the fake has
+    assert {row.file: (tmp_path / row.file).stat().st_mtime_ns for row in first} == stats
+    requested = fake.image_requests()
+    assert not set(requested) & {urllib.parse.urlsplit(row.source_url).path for row in first}
+    assert requested  # the rest was fetched
+
+    fake.requests.clear()
+    assert scrape_bing(QUERY, tmp_path, 3, config(fake)) == first[:3]
+    assert fake.requests == []  # enough on disk: no request at all
+
+
+def test_missing_file_is_fetched_again(fake: FakeBing, tmp_path: Path) -> None:
+    rows = scrape_bing(QUERY, tmp_path, 3, config(fake))
+    (tmp_path / rows[1].file).unlink()
+
+    again = scrape_bing(QUERY, tmp_path, 3, config(fake))
+
+    assert {row.source_url for row in again} == {row.source_url for row in rows}
+    assert (tmp_path / rows[1].file).read_bytes() == fake.body(QUERY, 1)
+
+
+def test_page_error_raises(tmp_path: Path) -> None:
+    with FakeBing(page_error_from=0) as server:
+        with pytest.raises(BingPageError, match=r"cannot fetch result page .*first=0.*HTTP 500"):
+            scrape_bing(QUERY, tmp_path, 5, config(server))
+
+
+def test_unreachable_endpoint_raises(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = BingSource(endpoint=f"http://127.0.0.1:{port}/images/async", timeout=2)
+    with pytest.raises(BingPageError, match=rf"cannot fetch result page http://127.0.0.1:{port}/.*refused"):
+        scrape_bing(QUERY, tmp_path, 5, cfg)
+
+
+def test_page_failure_keeps_finished_downloads_and_the_retry_resumes(tmp_path: Path) -> None:
+    with FakeBing(images_per_query=12, page_size=4, page_error_from=4) as server:
+        with pytest.raises(BingPageError):
+            scrape_bing(QUERY, tmp_path, 10, config(server))
+        saved = Journal(tmp_path, QUERY).done()
+        assert [row.source_url for row in saved] == [server.image_url(QUERY, i) for i in range(4)]
+
+        server.page_error_from = None
+        server.requests.clear()
+        rows = scrape_bing(QUERY, tmp_path, 10, config(server))
+
+        assert [row.source_url for row in rows] == [server.image_url(QUERY, i) for i in range(10)]
+        assert len(server.image_requests()) == 6
+
+
+def test_slow_download_is_skipped_not_waited_for(tmp_path: Path) -> None:
+    with FakeBing(images_per_query=4, special={1: "slow"}, slow_seconds=5) as server:
+        started = time.monotonic()
+        rows = scrape_bing(QUERY, tmp_path, 4, config(server, timeout=1))
+        assert time.monotonic() - started < 3
+        assert [row.source_url for row in rows] == [server.image_url(QUERY, i) for i in (0, 2, 3)]
+
+
+def test_stops_after_max_pages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(bing, "MAX_PAGES", 3)
+    with FakeBing(images_per_query=100, special=dict.fromkeys(range(100), "404"), page_size=2) as server:
+        assert scrape_bing(QUERY, tmp_path, 5, config(server)) == []
+        assert len(server.page_requests()) == 3
+
+
+def test_page_params_match_the_library(fake: FakeBing, tmp_path: Path) -> None:
+    """The library, redirected to the fake, and scrape_bing ask for result pages the same way."""
+    with redirect_library(fake.endpoint) as opened:
+        downloader.download(QUERY, limit=2, output_dir=str(tmp_path / "lib"), adult_filter_off=False,
+                            timeout=2, filter="photo", verbose=False)
+    assert all(url.startswith("http://127.0.0.1:") for url in opened)
+    library_page = fake.page_requests()[0]
+    fake.requests.clear()
+
+    scrape_bing(QUERY, tmp_path / "ours", 2, config(fake, adult_filter=True, filter="photo"))
+    our_page = fake.page_requests()[0]
+
+    assert list(our_page) == list(library_page) == ["q", "first", "count", "adlt", "qft"]
+    assert {k: our_page[k] for k in ("q", "first", "adlt", "qft")} == {
+        "q": QUERY, "first": "0", "adlt": "on", "qft": "+filterui:photo-photo"
+    } == {k: library_page[k] for k in ("q", "first", "adlt", "qft")}
+
+
+def test_redirect_library_refuses_other_hosts(fake: FakeBing) -> None:
+    with redirect_library(fake.endpoint), pytest.raises(RuntimeError, match="refusing"):
+        urllib.request.urlopen("http://example.com/x.jpg")

@@ -1,0 +1,121 @@
+"""`dvc repro` of the dataset stages in a temporary copy of the repository, against a real Prefect server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> dict:
+    """The committed params.yaml with 2 categories × 14 images of 32² pixels."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["seed"] = 7
+    params["source"].update(categories=["sky", "fruit"], per_category=14)
+    params["source"]["synthetic"]["defect_rate"] = 0.3
+    params["resize"]["size"] = 32
+    params["split"]["test_per_category"] = 2
+    return params
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path, prefect_api_url: str) -> tuple[Path, dict[str, str]]:
+    """A fresh copy of the repository (as a clone would have it), set up with tiny params."""
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".git", ".venv", "data", "__pycache__", ".pytest_cache", "cache", "tmp", "*.egg-info")
+    shutil.copytree(REPO, copy, ignore=ignore)
+    (copy / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_api_url}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        run(copy, env, *command)
+    return copy, env
+
+
+def stages_run(output: str) -> set[str]:
+    return {stage for stage in ("scrape", "clean", "resize", "split") if f"Running stage '{stage}'" in output}
+
+
+def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(project):
+    repo, env = project
+    first = run(repo, env, "dvc", "repro")
+    assert stages_run(first.stdout) == {"scrape", "clean", "resize", "split"}
+
+    raw = pd.read_csv(repo / "data/raw/manifest.csv")
+    assert set(raw.columns) >= {"file", "category", "source", "source_url", "sha256", "bytes"}
+    assert raw.groupby("category").size().to_dict() == {"fruit": 14, "sky": 14}
+    rejected = pd.read_csv(repo / "data/clean/rejected.csv")
+    assert len(rejected) > 0 and set(rejected.columns) == {"file", "category", "reason", "detail"}
+    split = pd.read_csv(repo / "data/split/manifest.csv")
+    assert split[split["split"] == "test"].groupby("category").size().to_dict() == {"fruit": 2, "sky": 2}
+    name = split["file"].iloc[0]
+    folder = split["split"].iloc[0]
+    assert Image.open(repo / f"data/split/{folder}_x/{name}").mode == "L"
+    assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (32, 32)
+    metrics = run(repo, env, "dvc", "metrics", "show").stdout
+    assert "summary.json" in metrics and "kept" in metrics
+
+    second = run(repo, env, "dvc", "repro")
+    assert stages_run(second.stdout) == set()
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["resize"]["size"] = 24
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    third = run(repo, env, "dvc", "repro")
+    assert stages_run(third.stdout) == {"resize", "split"}
+    assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (24, 24)
+
+
+def test_bad_params_fail_in_one_line_and_write_nothing(project):
+    repo, env = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["source"]["kind"] = "flickr"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(repo, env, sys.executable, "-m", "flows.scrape", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("scrape: error: params.yaml: source.kind: Input should be")
+    assert "Traceback" not in result.stderr
+    assert not (repo / "data").exists() or not any((repo / "data").iterdir())
+
+
+def test_an_interrupted_stage_leaves_no_output_and_a_rerun_finishes(project):
+    repo, env = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["source"]["per_category"] = 600
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    process = subprocess.Popen([sys.executable, "-m", "flows.scrape"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    partial = repo / "data/.raw.partial"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(partial.glob("*/*.*"))) < 5:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0, output
+    assert not (repo / "data/raw").exists()
+    done_before = {p.name: p.stat().st_mtime_ns for p in partial.glob("*/*") if p.parent.name != ".journal"}
+    assert 0 < len(done_before) < 1200
+    run(repo, env, sys.executable, "-m", "flows.scrape")
+    raw = pd.read_csv(repo / "data/raw/manifest.csv")
+    assert len(raw) == 1200
+    kept = {p.name: p.stat().st_mtime_ns for p in (repo / "data/raw").glob("*/*") if p.name in done_before}
+    assert kept == done_before  # resumed: files made before the interruption were not made again

@@ -1,0 +1,67 @@
+"""The split stage: counts per category, determinism for a seed, x/y pairs, and a clear error when too few."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline.config import Split
+from pipeline.split import SplitError, assign_splits, split_dataset
+from tests.images import colorful
+
+
+def resized_folder(tmp_path, counts: dict[str, int]):
+    root = tmp_path / "resized"
+    rows = []
+    for category, count in counts.items():
+        (root / category).mkdir(parents=True)
+        for i in range(count):
+            colorful(32, 32, seed=i).save(root / category / f"{i:03d}.png")
+            rows.append({"file": f"{category}/{i:03d}.png", "category": category})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def table(counts: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"file": f"{c}/{i:03d}.png", "category": c} for c, n in counts.items() for i in range(n)]
+    )
+
+
+def test_each_category_gets_exactly_test_per_category_test_images():
+    assigned = assign_splits(table({"a": 30, "b": 12}), 10, seed=1)
+    counts = assigned.groupby(["category", "split"]).size()
+    assert counts.to_dict() == {("a", "test"): 10, ("a", "train"): 20, ("b", "test"): 10, ("b", "train"): 2}
+
+
+def test_split_is_deterministic_for_a_seed_and_changes_with_it():
+    first = assign_splits(table({"a": 40}), 10, seed=1)
+    assert first.equals(assign_splits(table({"a": 40}), 10, seed=1))
+    assert not first.equals(assign_splits(table({"a": 40}), 10, seed=2))
+
+
+def test_adding_a_category_does_not_reshuffle_the_others():
+    alone = assign_splits(table({"a": 40}), 10, seed=3)
+    together = assign_splits(table({"a": 40, "b": 20}), 10, seed=3)
+    assert alone.equals(together[together["category"] == "a"].reset_index(drop=True))
+
+
+def test_a_category_too_small_to_split_is_a_clear_error():
+    with pytest.raises(SplitError, match="'b' has 10 images.*test_per_category=10"):
+        assign_splits(table({"a": 40, "b": 10}), 10, seed=0)
+
+
+def test_split_dataset_writes_gray_inputs_and_color_targets_with_the_same_names(tmp_path):
+    manifest = split_dataset(resized_folder(tmp_path, {"sky": 6, "sea": 5}), tmp_path / "split", Split(test_per_category=2), seed=0)
+    root = tmp_path / "split"
+    assert manifest.groupby("split").size().to_dict() == {"test": 4, "train": 7}
+    for split in ("train", "test"):
+        x_names = sorted(p.name for p in (root / f"{split}_x").iterdir())
+        y_names = sorted(p.name for p in (root / f"{split}_y").iterdir())
+        assert x_names == y_names == sorted(manifest.loc[manifest["split"] == split, "file"])
+        for name in x_names:
+            assert Image.open(root / f"{split}_x" / name).mode == "L"
+            assert Image.open(root / f"{split}_y" / name).mode == "RGB"
+    assert pd.read_csv(root / "manifest.csv").equals(manifest)
+    assert set(manifest.columns) >= {"file", "category", "split"}
