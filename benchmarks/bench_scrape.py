@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from bing_image_downloader import downloader  # noqa: E402
-from fakebing import FakeBing, redirect_library  # noqa: E402
+from tests.fakebing import FakeBing, redirect_library  # noqa: E402
 
 from pipeline.config import DEFAULT_CATEGORIES, BingSource  # noqa: E402
 from pipeline.sources.bing import scrape_bing  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from bing_image_downloader import downloader
-from fakebing import FakeBing, redirect_library
+from tests.fakebing import FakeBing, redirect_library
 
 from pipeline.config import BingSource
 from pipeline.sources import bing

@@ -1,0 +1,60 @@
+"""The stage flows against a real Prefect server: task runs, artifacts, and the Bing scrape end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+from flows.clean import clean
+from flows.scrape import scrape
+from pipeline.config import parse_params
+from tests.fakebing import FakeBing
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, prefect_api_url):
+    """An empty project folder as the working directory (the flows read and write data/ under it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def task_run_names(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return sorted(run.name for run in runs)
+
+
+def artifact_keys(flow_run_id) -> set[str]:
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return {artifact.key for artifact in artifacts}
+
+
+def test_bing_scrape_runs_one_task_per_category_and_records_provenance(workspace):
+    with FakeBing(images_per_query=12, special={3: "html"}) as bing:
+        endpoint = bing.endpoint
+        params = parse_params({
+            "source": {"kind": "bing", "categories": ["red car", "blue sea"], "per_category": 6,
+                       "bing": {"endpoint": endpoint, "timeout": 5}},
+        })
+        state = scrape(params, return_state=True)
+    assert state.is_completed()
+    assert task_run_names(state.state_details.flow_run_id) == ["scrape-blue sea-0", "scrape-red car-0"]
+    assert "scrape-counts" in artifact_keys(state.state_details.flow_run_id)
+    manifest = pd.read_csv(workspace / "data/raw/manifest.csv")
+    assert manifest.groupby("category").size().to_dict() == {"blue sea": 6, "red car": 6}
+    assert manifest["source_url"].str.startswith(endpoint.rsplit("/images", 1)[0]).all()
+    assert set(manifest["file"].str.split("/").str[0]) == {"red_car", "blue_sea"}
+
+
+def test_clean_flow_publishes_a_summary_artifact_and_runs_batches_as_tasks(workspace):
+    params = parse_params({"source": {"categories": ["sky"], "per_category": 30}, "clean": {"batch_size": 8}})
+    scrape(params)
+    state = clean(params, return_state=True)
+    assert state.is_completed()
+    flow_run_id = state.state_details.flow_run_id
+    assert task_run_names(flow_run_id) == [f"clean-{i:04d}" for i in range(4)]
+    assert "clean-summary" in artifact_keys(flow_run_id)
+    assert (workspace / "data/clean/summary.json").exists()
