@@ -52,11 +52,10 @@ def clean_and_resize(raw: Path, work: Path, workers: int) -> tuple[int, float]:
     """The clean and resize stages on a warm process pool: (images kept, seconds)."""
     with process_pool(workers) as pool:
         mapper = executor_map(pool)
-        warm_up = Clean(batch_size=1)
-        clean_dataset(raw, work / "warm-clean", warm_up, lambda fn, batches: mapper(fn, batches[: 2 * workers]))
+        clean_dataset(raw, work / "warm-clean", Clean(), lambda fn, batches: mapper(fn, batches[:workers]), workers)
         start = time.perf_counter()
-        clean_dataset(raw, work / "clean", Clean(), mapper)
-        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper)
+        clean_dataset(raw, work / "clean", Clean(), mapper, workers)
+        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper, workers)
         return kept, time.perf_counter() - start
 
 

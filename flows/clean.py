@@ -17,7 +17,7 @@ CLEAN = DATA / "clean"
 @flow(name="clean")
 def clean(params: Params) -> dict[str, object]:
     with process_pool(params.workers) as pool:
-        summary = clean_dataset(DATA / "raw", CLEAN, params.clean, prefect_batches(pool, "clean"))
+        summary = clean_dataset(DATA / "raw", CLEAN, params.clean, prefect_batches(pool, "clean"), params.workers)
     per_category = summary["per_category"]
     assert isinstance(per_category, dict)
     create_table_artifact(

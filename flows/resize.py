@@ -16,7 +16,7 @@ RESIZED = DATA / "resized"
 @flow(name="resize")
 def resize(params: Params) -> int:
     with process_pool(params.workers) as pool:
-        return resize_dataset(DATA / "clean", RESIZED, params.resize, prefect_batches(pool, "resize"))
+        return resize_dataset(DATA / "clean", RESIZED, params.resize, prefect_batches(pool, "resize"), params.workers)
 
 
 def run(params: Params) -> int:

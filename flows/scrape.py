@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import DATA, main
 from pipeline.config import Params
 from pipeline.fsutil import staged_output
+from pipeline.progress import track_batches
 from pipeline.scrape import ScrapeJob, plan_jobs, resume_key, run_job, write_raw_manifest
 from pipeline.sources.base import RawFile
 
@@ -33,7 +34,9 @@ def scrape(params: Params) -> dict[str, int]:
             scrape_job.with_options(task_run_name=f"scrape-{job.name}", retries=retries).submit(params, job, staging)
             for job in plan_jobs(params)
         ]
-        counts = write_raw_manifest(staging, [row for future in futures for row in future.result()])
+        total = source.per_category * len(source.categories)
+        done = track_batches((future.result() for future in futures), total, "scrape", unit="file")
+        counts = write_raw_manifest(staging, [row for rows in done for row in rows])
     logger = get_run_logger()
     for category in source.categories:
         if counts.get(category, 0) < source.per_category:

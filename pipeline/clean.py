@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pipeline.config import Clean, category_slug
 from pipeline.fsutil import atomic_write_bytes, atomic_write_json, staged_output
 from pipeline.images import colorfulness, hamming, perceptual_hash, to_rgb
-from pipeline.parallel import BatchMapper, batched, serial_map
+from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,16 @@ def summarize(inspections: list[Inspection]) -> dict[str, object]:
     }
 
 
-def clean_dataset(raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map) -> dict[str, object]:
+def clean_dataset(
+    raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
+) -> dict[str, object]:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
     raw = pd.read_csv(raw_root / "manifest.csv", dtype=str, keep_default_na=False)
     rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
     with staged_output(clean_root) as staging:
         work = partial(inspect_batch, raw_root, staging, rules)
-        batches = track_batches(map_batches(work, batched(rows, rules.batch_size)), len(rows), "clean")
+        batches = batched(rows, batch_size_for(len(rows), workers))
+        batches = track_batches(map_batches(work, batches), len(rows), "clean")
         inspections = deduplicate([item for batch in batches for item in batch], rules.near_duplicate_distance)
         kept = [asdict(item) for item in inspections if not item.reason]
         kept_files = {item["file"] for item in kept}

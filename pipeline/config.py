@@ -101,13 +101,11 @@ class Clean(_Strict):
     max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
     min_colorfulness: Annotated[float, Field(ge=0.0)] = 6.0
     near_duplicate_distance: Annotated[int, Field(ge=0, le=32)] = 4
-    batch_size: Annotated[int, Field(ge=1)] = 32
 
 
 class Resize(_Strict):
     size: Annotated[int, Field(ge=8, le=4096)] = 200
     mode: Literal["center_crop", "pad", "squash"] = "center_crop"
-    batch_size: Annotated[int, Field(ge=1)] = 32
 
 
 class Split(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -16,6 +17,11 @@ class BatchMapper(Protocol):
     def __call__(self, fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterable[list[R]]:
         """Apply `fn` to every batch; yield the results in the order of `batches`."""
         ...
+
+
+def batch_size_for(items: int, workers: int) -> int:
+    """About 8 batches per worker (balanced, and an interrupted run stops soon), of 8 to 1000 items."""
+    return max(8, min(1000, math.ceil(items / (8 * workers))))
 
 
 def batched(items: Iterable[T], size: int) -> list[list[T]]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline.config import Resize
 from pipeline.fsutil import atomic_write_bytes, staged_output
-from pipeline.parallel import BatchMapper, batched, serial_map
+from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
 ResizeMode = Literal["center_crop", "pad", "squash"]
@@ -64,12 +64,15 @@ def resize_batch(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, 
     return [resize_file(clean_root, out_root, size, mode, file) for file in files]
 
 
-def resize_dataset(clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map) -> int:
+def resize_dataset(
+    clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
+) -> int:
     """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest; return the count."""
     clean = pd.read_csv(clean_root / "manifest.csv", dtype=str, keep_default_na=False)
     with staged_output(resized_root) as staging:
         work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
-        batches = track_batches(map_batches(work, batched(list(clean["file"]), cfg.batch_size)), len(clean), "resize")
+        batches = batched(list(clean["file"]), batch_size_for(len(clean), workers))
+        batches = track_batches(map_batches(work, batches), len(clean), "resize")
         files = [file for batch in batches for file in batch]
         manifest = pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]})
         manifest.to_csv(staging / "manifest.csv", index=False)

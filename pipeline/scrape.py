@@ -11,18 +11,18 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Params
+from pipeline.parallel import batch_size_for, batched
 from pipeline.sources.base import RAW_COLUMNS, RawFile
 
-JOB_SIZE = 25  # files per job for local sources: an interrupted run stops within one job
 
 
 @dataclass(frozen=True)
 class ScrapeJob:
-    """One unit of scrape work: a range of synthetic indexes, a list of local files, or a whole Bing category."""
+    """One unit of scrape work: a batch of synthetic indexes, a batch of local files, or a whole Bing category."""
 
     category: str
     part: int = 0
-    indexes: range = range(0)
+    indexes: tuple[int, ...] = ()
     files: tuple[tuple[Path, str], ...] = ()
 
     @property
@@ -37,15 +37,16 @@ def resume_key(params: Params) -> str:
 
 
 def plan_jobs(params: Params) -> list[ScrapeJob]:
-    """The jobs for every category, in category order."""
+    """The jobs for every category, in category order: a whole category for Bing, batches for local sources."""
     source = params.source
     if source.kind == "bing":
         return [ScrapeJob(category) for category in source.categories]
+    size = batch_size_for(source.per_category * len(source.categories), params.workers)
     if source.kind == "synthetic":
         return [
-            ScrapeJob(category, part, indexes=range(start, min(start + JOB_SIZE, source.per_category)))
+            ScrapeJob(category, part, indexes=tuple(batch))
             for category in source.categories
-            for part, start in enumerate(range(0, source.per_category, JOB_SIZE))
+            for part, batch in enumerate(batched(range(source.per_category), size))
         ]
     from pipeline.sources.folder import list_folder
 
@@ -53,8 +54,7 @@ def plan_jobs(params: Params) -> list[ScrapeJob]:
     jobs = []
     for category in source.categories:
         files = list_folder(category, source.folder.path, source.per_category)
-        starts = range(0, len(files), JOB_SIZE)
-        jobs += [ScrapeJob(category, part, files=tuple(files[i : i + JOB_SIZE])) for part, i in enumerate(starts)]
+        jobs += [ScrapeJob(category, part, files=tuple(batch)) for part, batch in enumerate(batched(files, size))]
     return jobs
 
 

@@ -50,7 +50,7 @@ def test_bing_scrape_runs_one_task_per_category_and_records_provenance(workspace
 
 
 def test_clean_flow_publishes_a_summary_artifact_and_runs_batches_as_tasks(workspace):
-    params = parse_params({"source": {"categories": ["sky"], "per_category": 30}, "clean": {"batch_size": 8}})
+    params = parse_params({"source": {"categories": ["sky"], "per_category": 30}})
     scrape(params)
     state = clean(params, return_state=True)
     assert state.is_completed()

@@ -16,7 +16,7 @@ import hashlib
 import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -919,10 +919,10 @@ def synthetic_file(category: str, index: int, seed: int, cfg: SyntheticSource) -
     return *_DEFECT_WRITERS[defect](image, rng), defect
 
 
-def scrape_synthetic(category: str, root: Path, indexes: range, seed: int, cfg: SyntheticSource) -> list[RawFile]:
-    """Write the files of `indexes` under root/<slug>/, skipping those this range's journal already holds."""
+def scrape_synthetic(category: str, root: Path, indexes: Sequence[int], seed: int, cfg: SyntheticSource) -> list[RawFile]:
+    """Write the files of `indexes` under root/<slug>/, skipping those this batch's journal already holds."""
     slug = category_slug(category)
-    journal = Journal(root, f"{slug}-{indexes.start}")
+    journal = Journal(root, f"{slug}-{indexes[0]}")
     done = {row.source_url: row for row in journal.done()}
     rows = []
     for index in indexes:
