@@ -56,3 +56,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def image_grid(rows: list[list[Image.Image]], cell: int) -> Image.Image:
+    """A contact sheet: each image scaled into a cell×cell square, rows top to bottom, white gaps."""
+    gap = max(2, cell // 32)
+    columns = max((len(row) for row in rows), default=0)
+    sheet = Image.new("RGB", (columns * (cell + gap) + gap, len(rows) * (cell + gap) + gap), "white")
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            thumb = image.convert("RGB")
+            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            sheet.paste(thumb, (gap + c * (cell + gap), gap + r * (cell + gap)))
+    return sheet

@@ -13,10 +13,13 @@ from PIL import Image
 from pipeline.config import Split
 from pipeline.errors import PipelineError
 from pipeline.fsutil import staged_output
+from pipeline.images import image_grid
 from pipeline.progress import track_batches
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
 MANIFEST_COLUMNS = ["file", "category", "split", "resized_file"]
+PREVIEW = "preview.png"
+_PREVIEW_PAIRS = 4
 
 
 class SplitError(PipelineError):
@@ -61,4 +64,14 @@ def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -
             {"file": flat_names, "category": assigned["category"], "split": assigned["split"], "resized_file": assigned["file"]}
         )
         manifest.to_csv(staging / "manifest.csv", index=False)
+        preview(staging, manifest).save(staging / PREVIEW)
     return manifest
+
+
+def preview(split_root: Path, manifest: pd.DataFrame, cell: int = 96) -> Image.Image:
+    """One row per category of test pairs, input then target: what the model will be asked to do."""
+    rows = []
+    for _, group in manifest[manifest["split"] == "test"].groupby("category", sort=False):
+        names = list(group["file"])[:_PREVIEW_PAIRS]
+        rows.append([Image.open(split_root / folder / name) for name in names for folder in ("test_x", "test_y")])
+    return image_grid(rows, cell)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -64,4 +65,9 @@ def test_split_dataset_writes_gray_inputs_and_color_targets_with_the_same_names(
             assert Image.open(root / f"{split}_x" / name).mode == "L"
             assert Image.open(root / f"{split}_y" / name).mode == "RGB"
     assert pd.read_csv(root / "manifest.csv").equals(manifest)
+    sheet = np.asarray(Image.open(root / "preview.png"), dtype=int)
+    assert sheet.shape == (2 * 99 + 3, 4 * 99 + 3, 3)  # a row per category; 2 test pairs of 96-pixel cells
+    gray_cell, color_cell = sheet[10:40, 10:40], sheet[10:40, 109:139]
+    assert (gray_cell.max(axis=2) == gray_cell.min(axis=2)).all()
+    assert (color_cell.max(axis=2) - color_cell.min(axis=2)).mean() > 10
     assert set(manifest.columns) >= {"file", "category", "split"}
