@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,23 +21,28 @@ RAW = DATA / "raw"
 
 
 @task(cache_policy=NO_CACHE, retry_delay_seconds=[2, 10, 30])
-def scrape_job(params: Params, job: ScrapeJob, root: Path) -> list[RawFile]:
-    return run_job(params, job, root)
+def scrape_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event) -> list[RawFile]:
+    return run_job(params, job, root, stop)
 
 
-@flow(name="scrape", log_prints=True)
+@flow(name="scrape")
 def scrape(params: Params) -> dict[str, int]:
-    """Tasks run concurrently (one per Bing category, or per 25 local files); an interrupted run resumes."""
+    """Tasks run concurrently (one per Bing category, or per batch of local files); an interrupted run resumes."""
     source = params.source
     retries = source.bing.retries if source.kind == "bing" else 0
+    stop = threading.Event()
     with staged_output(RAW, resume_key=resume_key(params)) as staging:
         futures = [
-            scrape_job.with_options(task_run_name=f"scrape-{job.name}", retries=retries).submit(params, job, staging)
+            scrape_job.with_options(task_run_name=f"scrape-{job.name}", retries=retries).submit(params, job, staging, stop)
             for job in plan_jobs(params)
         ]
         total = source.per_category * len(source.categories)
-        done = track_batches((future.result() for future in futures), total, "scrape", unit="file")
-        counts = write_raw_manifest(staging, [row for rows in done for row in rows])
+        try:
+            done = track_batches((future.result() for future in futures), total, "scrape", unit="file")
+            counts = write_raw_manifest(staging, [row for rows in done for row in rows])
+        except KeyboardInterrupt:
+            stop.set()  # running Bing downloads end soon; local batches are short anyway
+            raise
     logger = get_run_logger()
     for category in source.categories:
         if counts.get(category, 0) < source.per_category:

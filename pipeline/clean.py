@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean, category_slug
-from pipeline.fsutil import atomic_write_bytes, atomic_write_json, staged_output
-from pipeline.images import colorfulness, hamming, perceptual_hash, to_rgb
+from pipeline.fsutil import atomic_write_bytes, atomic_write_json, read_manifest, staged_output
+from pipeline.images import PNG_LEVEL, colorfulness, hamming, perceptual_hash, to_rgb
 from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
@@ -118,7 +118,7 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
             atomic_write_bytes(out_root / kept, path.read_bytes())
         else:
             encoded = io.BytesIO()
-            rgb.save(encoded, "PNG", compress_level=3)
+            rgb.save(encoded, "PNG", compress_level=PNG_LEVEL)
             atomic_write_bytes(out_root / kept, encoded.getvalue())
         return replace(found, file=kept)
 
@@ -190,7 +190,7 @@ def clean_dataset(
     raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> dict[str, object]:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
-    raw = pd.read_csv(raw_root / "manifest.csv", dtype=str, keep_default_na=False)
+    raw = read_manifest(raw_root)
     rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
     with staged_output(clean_root) as staging:
         work = partial(inspect_batch, raw_root, staging, rules)

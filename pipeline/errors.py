@@ -3,3 +3,7 @@
 
 class PipelineError(Exception):
     """A problem with the user's data or params, with a message that says what and where."""
+
+
+class Stopped(Exception):
+    """Work gave up early because the run was asked to stop (Ctrl-C); what it finished is kept."""

@@ -12,6 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -19,6 +23,14 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> pd.DataFrame:
+    """A stage's manifest.csv, all columns as text; a missing one is a clear error."""
+    path = folder / "manifest.csv"
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the stages before this one first (dvc repro)")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -12,7 +12,8 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.config import Resize
-from pipeline.fsutil import atomic_write_bytes, staged_output
+from pipeline.fsutil import atomic_write_bytes, read_manifest, staged_output
+from pipeline.images import PNG_LEVEL
 from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
@@ -55,7 +56,7 @@ def resize_file(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, c
     target = str(Path(clean_file).with_suffix(".png"))
     with Image.open(clean_root / clean_file) as image:
         encoded = io.BytesIO()
-        resize_image(image, size, mode).save(encoded, "PNG", compress_level=3)
+        resize_image(image, size, mode).save(encoded, "PNG", compress_level=PNG_LEVEL)
     atomic_write_bytes(out_root / target, encoded.getvalue())
     return target
 
@@ -68,7 +69,7 @@ def resize_dataset(
     clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> int:
     """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest; return the count."""
-    clean = pd.read_csv(clean_root / "manifest.csv", dtype=str, keep_default_na=False)
+    clean = read_manifest(clean_root)
     with staged_output(resized_root) as staging:
         work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
         batches = batched(list(clean["file"]), batch_size_for(len(clean), workers))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def plan_jobs(params: Params) -> list[ScrapeJob]:
     return jobs
 
 
-def run_job(params: Params, job: ScrapeJob, root: Path) -> list[RawFile]:
-    """Do one job into root/<category slug>/ and return its provenance rows."""
+def run_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event | None = None) -> list[RawFile]:
+    """Do one job into root/<category slug>/ and return its provenance rows; a Bing job ends early once `stop` is set."""
     source = params.source
     if source.kind == "synthetic":
         from pipeline.sources.synthetic import scrape_synthetic
@@ -68,7 +69,7 @@ def run_job(params: Params, job: ScrapeJob, root: Path) -> list[RawFile]:
     if source.kind == "bing":
         from pipeline.sources.bing import scrape_bing
 
-        return scrape_bing(job.category, root, source.per_category, source.bing)
+        return scrape_bing(job.category, root, source.per_category, source.bing, stop)
     from pipeline.sources.folder import copy_files
 
     return copy_files(job.category, list(job.files), root)

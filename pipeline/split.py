@@ -12,8 +12,8 @@ from PIL import Image
 
 from pipeline.config import Split
 from pipeline.errors import PipelineError
-from pipeline.fsutil import staged_output
-from pipeline.images import image_grid
+from pipeline.fsutil import read_manifest, staged_output
+from pipeline.images import PNG_LEVEL, image_grid
 from pipeline.progress import track_batches
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
@@ -49,7 +49,7 @@ def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> p
 
 def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> pd.DataFrame:
     """Write train_x/train_y/test_x/test_y (same file names; x is mode L, y is RGB) and manifest.csv."""
-    resized = pd.read_csv(resized_root / "manifest.csv", dtype=str, keep_default_na=False)
+    resized = read_manifest(resized_root)
     assigned = assign_splits(resized, cfg.test_per_category, seed)
     flat_names = [file.replace("/", "_") for file in assigned["file"]]
     with staged_output(split_root) as staging:
@@ -59,7 +59,7 @@ def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -
         for [(resized_file, name, split)] in track_batches(rows, len(rows), "split"):
             shutil.copyfile(resized_root / resized_file, staging / f"{split}_y" / name)
             with Image.open(resized_root / resized_file) as image:
-                image.convert("L").save(staging / f"{split}_x" / name, "PNG", compress_level=3)
+                image.convert("L").save(staging / f"{split}_x" / name, "PNG", compress_level=PNG_LEVEL)
         manifest = pd.DataFrame(
             {"file": flat_names, "category": assigned["category"], "split": assigned["split"], "resized_file": assigned["file"]}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -18,6 +19,7 @@ from tests.fakebing import FakeBing, redirect_library
 from pipeline.config import BingSource
 from pipeline.sources import bing
 from pipeline.sources.base import Journal
+from pipeline.errors import Stopped
 from pipeline.sources.bing import BingPageError, scrape_bing
 
 QUERY = "red car"
@@ -150,6 +152,20 @@ def test_page_failure_keeps_finished_downloads_and_the_retry_resumes(tmp_path: P
 
         assert [row.source_url for row in rows] == [server.image_url(QUERY, i) for i in range(10)]
         assert len(server.image_requests()) == 6
+
+
+def test_a_stop_request_ends_the_category_soon_and_keeps_what_was_saved(tmp_path: Path) -> None:
+    with FakeBing(images_per_query=60, latency=0.1) as server:
+        stop = threading.Event()
+        timer = threading.Timer(0.5, stop.set)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(Stopped, match="stopped with"):
+            scrape_bing(QUERY, tmp_path, 60, config(server, downloads_per_category=2), stop)
+        assert time.monotonic() - started < 2  # 60 downloads at 2 x 10/s would take 3 s
+        saved = Journal(tmp_path, QUERY).done()
+        assert 0 < len(saved) < 60
+        assert sorted(p.name for p in (tmp_path / "red_car").iterdir()) == sorted(Path(r.file).name for r in saved)
 
 
 def test_slow_download_is_skipped_not_waited_for(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
-from flows.clean import clean
+from flows.clean import CLEAN, clean
+from flows.clean import run as run_clean
+from flows.common import main
 from flows.scrape import scrape
 from pipeline.config import parse_params
 from tests.fakebing import FakeBing
@@ -58,3 +60,12 @@ def test_clean_flow_publishes_a_summary_artifact_and_runs_batches_as_tasks(works
     assert task_run_names(flow_run_id) == [f"clean-{i:04d}" for i in range(4)]
     assert "clean-summary" in artifact_keys(flow_run_id)
     assert (workspace / "data/clean/summary.json").exists()
+
+
+def test_a_stage_run_before_its_inputs_exist_fails_with_one_line(workspace, monkeypatch):
+    (workspace / "params.yaml").write_text("seed: 1\n")
+    monkeypatch.setattr("sys.argv", ["python -m flows.clean"])
+    with pytest.raises(SystemExit) as exit_info:
+        main("clean", run_clean, CLEAN, "clean")
+    assert exit_info.value.code == "clean: error: data/raw/manifest.csv not found: run the stages before this one first (dvc repro)"
+    assert not (workspace / "data/clean").exists()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.fsutil import atomic_write_bytes, staged_output, staging_path
+from pipeline.errors import PipelineError
+from pipeline.fsutil import atomic_write_bytes, read_manifest, staged_output, staging_path
 
 
 def test_output_appears_only_on_success(tmp_path):
@@ -39,6 +40,11 @@ def test_resume_keeps_unfinished_work_only_for_the_same_key(tmp_path):
     with staged_output(final, resume_key="b") as staging:
         assert not (staging / "done.txt").exists()
     assert [p.name for p in final.iterdir()] == []
+
+
+def test_a_missing_manifest_says_which_and_what_to_do(tmp_path):
+    with pytest.raises(PipelineError, match=r"clean/manifest.csv not found: run the stages before this one"):
+        read_manifest(tmp_path / "clean")
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

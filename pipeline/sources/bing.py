@@ -17,6 +17,7 @@ import http.client
 import logging
 import posixpath
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,7 +31,7 @@ from typing import Any
 from bing_image_downloader.bing import Bing, _is_valid_image
 
 from pipeline.config import BingSource, category_slug
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, Stopped
 from pipeline.sources.base import Journal, RawFile, save_raw
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,12 @@ class BingPageError(PipelineError):
     """A result page could not be fetched; the category should be retried (it resumes from its journal)."""
 
 
-def scrape_bing(category: str, root: Path, count: int, cfg: BingSource) -> list[RawFile]:
+def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: threading.Event | None = None) -> list[RawFile]:
     """Make sure root/<category>/ holds `count` Bing images for the query `category`; return their rows.
 
     Files saved by an earlier, interrupted run (see `Journal`) are kept and not fetched again. Rows
-    come in order of discovery. Raises BingPageError when a result page cannot be fetched.
+    come in order of discovery. Raises BingPageError when a result page cannot be fetched, and
+    Stopped soon after `stop` is set (downloads not yet started are dropped).
     """
     journal = Journal(root, category)
     rows = _journaled(journal)
@@ -78,6 +80,9 @@ def scrape_bing(category: str, root: Path, count: int, cfg: BingSource) -> list[
     with ThreadPoolExecutor(cfg.downloads_per_category, thread_name_prefix=f"bing-{category_slug(category)}") as pool:
         new_links = (url for url in client.links() if url not in known)
         for url, data in _downloads(pool, client.image, new_links, count - len(rows)):
+            if stop is not None and stop.is_set():
+                pool.shutdown(cancel_futures=True)
+                raise Stopped(f"bing {category!r}: stopped with {len(rows)} of {count} images saved")
             row = save_raw(root, category, file_name(url, data), data, SOURCE, url)
             journal.add(row)
             rows.append(row)
