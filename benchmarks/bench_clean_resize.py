@@ -25,7 +25,7 @@ from pipeline.parallel import executor_map, process_pool
 from pipeline.resize import resize_dataset
 from pipeline.scrape import write_raw_manifest
 from pipeline.sources.base import save_raw
-from pipeline.sources.synthetic import KNOWN_SCENES, render_scene
+from pipeline.sources.scenes import KNOWN_SCENES, render_scene
 
 
 def make_photos(root: Path, count: int) -> list[Path]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import io
+import logging
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, replace
 from functools import partial

@@ -16,7 +16,6 @@ from pipeline.parallel import batch_size_for, batched
 from pipeline.sources.base import RAW_COLUMNS, RawFile
 
 
-
 @dataclass(frozen=True)
 class ScrapeJob:
     """One unit of scrape work: a batch of synthetic indexes, a batch of local files, or a whole Bing category."""

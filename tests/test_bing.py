@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from bing_image_downloader import downloader
-from tests.fakebing import FakeBing, redirect_library
 
 from pipeline.config import BingSource
+from pipeline.errors import Stopped
 from pipeline.sources import bing
 from pipeline.sources.base import Journal
-from pipeline.errors import Stopped
 from pipeline.sources.bing import BingPageError, scrape_bing
+from tests.fakebing import FakeBing, redirect_library
 
 QUERY = "red car"
 BROKEN = {2: "html", 3: "404", 5: "ftp", 6: "file", 8: "redirect_ftp"}

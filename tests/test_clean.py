@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.clean import NearDuplicateIndex, clean_dataset, deduplicate, inspect_file
+from pipeline.clean import NearDuplicateIndex, clean_dataset, inspect_file
 from pipeline.config import Clean
 from pipeline.scrape import write_raw_manifest
 from pipeline.sources.base import save_raw
+from pipeline.sources.synthetic import png_rgb16
 from tests.images import colorful, encode
 
 RULES = Clean(min_side=32)
@@ -109,18 +108,9 @@ def test_palette_with_transparency_and_cmyk_become_rgb(tmp_path):
     assert cmyk.mode == "RGB"
 
 
-def _png16(rgb16: np.ndarray) -> bytes:
-    """A 16-bit-per-channel RGB PNG (Pillow cannot write one)."""
-    height, width, _ = rgb16.shape
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
 def test_16_bit_color_is_scaled_not_clipped(tmp_path):
     colors = np.asarray(colorful(64, 64), dtype=np.uint16) * 257
-    image = kept_image(tmp_path, inspect(tmp_path, _png16(colors), "deep.png"))
+    image = kept_image(tmp_path, inspect(tmp_path, png_rgb16(colors), "deep.png"))
     assert image.mode == "RGB"
     assert np.abs(np.asarray(image, dtype=int) - colors // 257).max() <= 1
 

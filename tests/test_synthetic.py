@@ -16,15 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pipeline.config import SyntheticSource
 from pipeline.images import colorfulness, perceptual_hash
 from pipeline.sources.base import RawFile
-from pipeline.sources.synthetic import (
-    DEFECTS,
-    DROPPED_DEFECTS,
-    KEPT_DEFECTS,
-    KNOWN_SCENES,
-    render_scene,
-    scrape_synthetic,
-    synthetic_file,
-)
+from pipeline.sources.scenes import KNOWN_SCENES, render_scene
+from pipeline.sources.synthetic import DEFECTS, DROPPED_DEFECTS, KEPT_DEFECTS, scrape_synthetic, synthetic_file
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = SyntheticSource(defect_rate=0.0, min_side=48, max_side=96)
