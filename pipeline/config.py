@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -115,11 +116,16 @@ class Split(_Strict):
 
 class Params(_Strict):
     seed: int = 42
-    workers: Annotated[int, Field(ge=1)] = 2
+    workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     source: Source = Source()
     clean: Clean = Clean()
     resize: Resize = Resize()
     split: Split = Split()
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: Any) -> Any:
+        return os.cpu_count() or 1 if value == "auto" else value
 
 
 def _describe(error: dict[str, Any]) -> str:

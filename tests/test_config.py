@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -37,6 +39,13 @@ def test_bad_params_name_the_key(raw, message):
         parse_params(raw)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_workers_auto_means_one_per_core():
+    assert parse_params({"workers": "auto"}).workers == (os.cpu_count() or 1)
+    assert parse_params({"workers": 3}).workers == 3
+    with pytest.raises(ParamsError, match="workers: Input should be greater than or equal to 1"):
+        parse_params({"workers": 0})
 
 
 def test_category_names_are_never_paths():
