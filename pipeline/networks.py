@@ -1,0 +1,199 @@
+"""The colorization networks, after pix2pix (Isola et al. 2017): a U-Net generator (L -> ab), a PatchGAN
+discriminator on (L, ab) pairs, N(0, 0.02) initialisation and the GAN loss. Both networks take any H×W."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_T = TypeVar("_T")
+_MAX_FILTER_MULTIPLE = 8  # channels grow ×2 per level up to 8 × base_filters, as pix2pix
+_MAX_DROPOUT_BLOCKS = 3
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything needed to rebuild the generator (saved, as a dict, in the model file)."""
+
+    name: str = "unet"
+    in_channels: int = 1
+    out_channels: int = 2
+    base_filters: int = 64
+    depth: int = 6
+    norm: str = "batch"  # "batch" | "instance"
+    dropout: float = 0.5  # on the decoder blocks just outside the bottleneck, as pix2pix
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    name: str = "patchgan"
+    in_channels: int = 3
+    base_filters: int = 64
+    n_layers: int = 3
+    norm: str = "batch"  # "batch" | "instance"
+
+
+def _choose(choices: dict[str, _T], name: str, what: str) -> _T:
+    """`choices[name]`, or a ValueError that names the valid choices."""
+    if name not in choices:
+        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(sorted(choices))}")
+    return choices[name]
+
+
+_NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": nn.BatchNorm2d,
+    "instance": nn.InstanceNorm2d,  # no affine parameters, no running statistics, as pix2pix
+}
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return _choose(_NORMS, kind, "norm")(channels)
+
+
+def _filters(base: int, level: int) -> int:
+    return base * min(2**level, _MAX_FILTER_MULTIPLE)
+
+
+def _pad_amounts(size: int, multiple: int) -> tuple[int, int]:
+    """(before, after) padding that brings `size` up to a multiple of `multiple`, split evenly."""
+    total = -size % multiple
+    return total // 2, total - total // 2
+
+
+def _down_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Module:
+    """Encoder level `level`: halves H and W. The first has no activation before it, the innermost no norm."""
+    if level == 0:
+        return nn.Conv2d(cfg.in_channels, channels[0], 4, 2, 1)
+    innermost = level == cfg.depth - 1
+    return nn.Sequential(
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(channels[level - 1], channels[level], 4, 2, 1, bias=innermost or cfg.norm != "batch"),
+        nn.Identity() if innermost else _norm(cfg.norm, channels[level]),
+    )
+
+
+def _up_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Module:
+    """Decoder level `level`: doubles H and W; its input is the level below's output and, above the
+    bottleneck, the encoder's skip at this level. The outermost ends in Tanh."""
+    in_channels = channels[level] if level == cfg.depth - 1 else 2 * channels[level]
+    if level == 0:
+        return nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(in_channels, cfg.out_channels, 4, 2, 1), nn.Tanh())
+    dropout = cfg.depth - 1 - _MAX_DROPOUT_BLOCKS <= level < cfg.depth - 1
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.ConvTranspose2d(in_channels, channels[level - 1], 4, 2, 1, bias=cfg.norm != "batch"),
+        _norm(cfg.norm, channels[level - 1]),
+        nn.Dropout(cfg.dropout) if dropout else nn.Identity(),
+    )
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix's U-Net: `depth` stride-2 4×4 convs down, transposed convs up with skip connections, Tanh out.
+
+    Any H×W: the input is reflect-padded to a multiple of 2**depth and the output cropped back. The innermost
+    (bottleneck) conv has no norm, so batch norm trains even on one image with a 1×1 bottleneck. Dropout
+    follows the (up to 3) decoder blocks just outside the bottleneck, as in pix2pix.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        if cfg.depth < 2:
+            raise ValueError(f"U-Net depth must be >= 2, got {cfg.depth}")
+        self.depth = cfg.depth
+        channels = [_filters(cfg.base_filters, level) for level in range(cfg.depth)]
+        self.down = nn.ModuleList(_down_block(cfg, channels, level) for level in range(cfg.depth))
+        self.up = nn.ModuleList(_up_block(cfg, channels, level) for level in range(cfg.depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        top, bottom = _pad_amounts(height, 2**self.depth)
+        left, right = _pad_amounts(width, 2**self.depth)
+        reflectable = max(top, bottom) < height and max(left, right) < width
+        x = F.pad(x, (left, right, top, bottom), mode="reflect" if reflectable else "replicate")
+
+        features = []
+        for down in self.down:
+            x = down(x)
+            features.append(x)
+        x = self.up[-1](features[-1])
+        for up, skip in zip(reversed(self.up[:-1]), reversed(features[:-1])):
+            x = up(torch.cat([skip, x], dim=1))
+        return x[..., top : top + height, left : left + width]
+
+
+class PatchGANDiscriminator(nn.Module):
+    """pix2pix's PatchGAN: `n_layers` stride-2 convs, then two stride-1 convs; a map of logits (no sigmoid).
+
+    Each logit judges one overlapping patch (70×70 for n_layers=3). Any H×W >= 32 (for n_layers=3).
+    """
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        uses_bias = cfg.norm != "batch"  # batch norm has its own shift
+        channels = [_filters(cfg.base_filters, level) for level in range(cfg.n_layers + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, channels[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for level in range(1, cfg.n_layers + 1):
+            stride = 2 if level < cfg.n_layers else 1
+            layers += [
+                nn.Conv2d(channels[level - 1], channels[level], 4, stride, 1, bias=uses_bias),
+                _norm(cfg.norm, channels[level]),
+                nn.LeakyReLU(0.2),
+            ]
+        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+_GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {"unet": UNetGenerator}
+_DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {"patchgan": PatchGANDiscriminator}
+
+
+def init_weights(net: nn.Module, std: float = 0.02) -> None:
+    """pix2pix's initialisation: conv weights N(0, std), norm weights N(1, std), biases 0."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+            nn.init.normal_(module.weight, 1.0, std)
+        else:
+            continue
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def define_generator(cfg: GeneratorConfig) -> nn.Module:
+    """The generator that `cfg.name` selects, initialised; ValueError names the choices if unknown."""
+    net = _choose(_GENERATORS, cfg.name, "generator")(cfg)
+    init_weights(net)
+    return net
+
+
+def define_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+    """The discriminator that `cfg.name` selects, initialised; ValueError names the choices if unknown."""
+    net = _choose(_DISCRIMINATORS, cfg.name, "discriminator")(cfg)
+    init_weights(net)
+    return net
+
+
+_GAN_CRITERIA: dict[str, Callable[[], nn.Module]] = {"vanilla": nn.BCEWithLogitsLoss, "lsgan": nn.MSELoss}
+
+
+class GANLoss(nn.Module):
+    """The adversarial loss on a map of logits: "vanilla" (BCE with logits) or "lsgan" (MSE)."""
+
+    def __init__(self, mode: str = "vanilla", real_label: float = 1.0, fake_label: float = 0.0) -> None:
+        super().__init__()
+        self.criterion = _choose(_GAN_CRITERIA, mode, "GAN loss mode")()
+        self.register_buffer("real_label", torch.tensor(real_label))
+        self.register_buffer("fake_label", torch.tensor(fake_label))
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        label = self.real_label if target_is_real else self.fake_label
+        return self.criterion(prediction, label.to(prediction.dtype).expand_as(prediction))

@@ -1,0 +1,179 @@
+"""The colorization networks: shapes on any size, factories, initialisation, GAN loss, and that they learn."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.networks import (
+    DiscriminatorConfig,
+    GANLoss,
+    GeneratorConfig,
+    define_discriminator,
+    define_generator,
+    init_weights,
+)
+
+SMALL_G = GeneratorConfig(base_filters=8, depth=3)
+SMALL_D = DiscriminatorConfig(base_filters=8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add barriers, which stall for long when the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def parameter_count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize(("batch", "height", "width"), [(1, 33, 47), (2, 200, 200), (1, 32, 32), (3, 17, 5)])
+def test_generator_maps_l_to_ab_at_any_size_in_train_mode(norm, batch, height, width):
+    torch.manual_seed(0)
+    generator = define_generator(GeneratorConfig(base_filters=8, depth=6, norm=norm)).train()
+    ab = generator(torch.rand(batch, 1, height, width) * 2 - 1)
+    assert ab.shape == (batch, 2, height, width)
+    assert ab.abs().max() <= 1 and torch.isfinite(ab).all()
+    ab.mean().backward()
+
+
+def test_generator_with_a_one_pixel_bottleneck_trains_on_one_image():
+    """pix2pix's bottleneck: 2**depth == H, so the innermost features are 1×1 (batch norm must not see them)."""
+    generator = define_generator(GeneratorConfig(base_filters=8, depth=5)).train()
+    assert generator(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize(("height", "width"), [(33, 47), (200, 200), (32, 32)])
+def test_discriminator_gives_a_map_of_logits(norm, height, width):
+    discriminator = define_discriminator(DiscriminatorConfig(base_filters=8, norm=norm)).train()
+    logits = discriminator(torch.randn(1, 3, height, width))
+    assert logits.ndim == 4 and logits.shape[:2] == (1, 1) and min(logits.shape[-2:]) >= 2
+
+
+def test_channels_last_gives_the_same_result():
+    torch.manual_seed(0)
+    generator, discriminator = define_generator(SMALL_G).eval(), define_discriminator(SMALL_D).eval()
+    L = torch.rand(2, 1, 33, 47)
+    ab = generator(L)
+    fast_generator = generator.to(memory_format=torch.channels_last)
+    ab_channels_last = fast_generator(L.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(ab, ab_channels_last, atol=1e-5)
+    pair = torch.cat([L, ab], dim=1)
+    logits = discriminator(pair)
+    fast_discriminator = discriminator.to(memory_format=torch.channels_last)
+    assert torch.allclose(logits, fast_discriminator(pair.contiguous(memory_format=torch.channels_last)), atol=1e-5)
+
+
+def test_unknown_names_raise_value_error_naming_the_choices():
+    with pytest.raises(ValueError, match="unet"):
+        define_generator(GeneratorConfig(name="resnet_9blocks"))
+    with pytest.raises(ValueError, match="patchgan"):
+        define_discriminator(DiscriminatorConfig(name="pixel"))
+    with pytest.raises(ValueError, match="batch, instance"):
+        define_generator(GeneratorConfig(norm="group"))
+    with pytest.raises(ValueError, match="lsgan, vanilla"):
+        GANLoss("wgangp")
+
+
+def test_init_weights_follows_pix2pix():
+    torch.manual_seed(0)
+    generator = define_generator(GeneratorConfig(base_filters=16, depth=4))
+    conv = generator.down[2][1]
+    assert conv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert abs(conv.weight.mean().item()) < 2e-3
+    norm = generator.down[2][2]
+    assert norm.weight.mean().item() == pytest.approx(1.0, abs=0.01) and (norm.bias == 0).all()
+    assert (generator.up[0][1].bias == 0).all()
+    torch.nn.init.ones_(conv.weight)
+    init_weights(generator, std=0.1)
+    assert conv.weight.std().item() == pytest.approx(0.1, rel=0.05)
+
+
+def test_gan_loss_values():
+    vanilla, lsgan = GANLoss("vanilla"), GANLoss("lsgan")
+    zeros, ones = torch.zeros(2, 1, 5, 7), torch.ones(2, 1, 5, 7)
+    assert vanilla(zeros, True).item() == pytest.approx(math.log(2))
+    assert vanilla(zeros, False).item() == pytest.approx(math.log(2))
+    assert vanilla(ones * 3, True).item() == pytest.approx(math.log1p(math.exp(-3)))
+    assert vanilla(ones * 3, False).item() == pytest.approx(math.log1p(math.exp(3)))
+    assert lsgan(ones, True).item() == 0
+    assert lsgan(ones, False).item() == 1
+    assert lsgan(zeros, False).item() == 0
+    assert GANLoss("lsgan", real_label=0.9)(ones, True).item() == pytest.approx(0.01)
+    assert vanilla(zeros, True).ndim == 0
+
+
+def test_gan_loss_follows_the_prediction_dtype_and_state_dict():
+    loss = GANLoss("lsgan").to(torch.float64)
+    assert loss(torch.ones(1, 1, 2, 2, dtype=torch.float64), False).dtype == torch.float64
+    assert set(loss.state_dict()) == {"real_label", "fake_label"}
+
+
+def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """4 smooth random 32×32 L images in [-1,1] and ab targets that are a smooth function of L."""
+    L = F.interpolate(torch.rand(4, 1, 8, 8) * 2 - 1, size=(32, 32), mode="bilinear", align_corners=False)
+    ab = 0.6 * torch.cat([torch.sin(2.5 * L), torch.cos(2 * L) - 0.5], dim=1)
+    return L, ab
+
+
+def test_l1_loss_goes_down_on_a_tiny_fixed_batch():
+    torch.manual_seed(0)
+    L, ab = fixed_batch()
+    generator = define_generator(SMALL_G).train()
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(50):
+        loss = F.l1_loss(generator(L), ab)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_a_gan_step_runs_and_gives_finite_losses():
+    torch.manual_seed(0)
+    L, ab = fixed_batch()
+    generator, discriminator = define_generator(SMALL_G).train(), define_discriminator(SMALL_D).train()
+    gan_loss = GANLoss("vanilla")
+    adam = dict(lr=2e-4, betas=(0.5, 0.999))
+    optimizer_g = torch.optim.Adam(generator.parameters(), **adam)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), **adam)
+    for _ in range(2):
+        fake_ab = generator(L)
+
+        real_logits = discriminator(torch.cat([L, ab], dim=1))
+        fake_logits = discriminator(torch.cat([L, fake_ab.detach()], dim=1))
+        loss_d = 0.5 * (gan_loss(real_logits, True) + gan_loss(fake_logits, False))
+        optimizer_d.zero_grad()
+        loss_d.backward()
+        optimizer_d.step()
+
+        for p in discriminator.parameters():
+            p.requires_grad_(False)
+        loss_g = gan_loss(discriminator(torch.cat([L, fake_ab], dim=1)), True) + 100 * F.l1_loss(fake_ab, ab)
+        optimizer_g.zero_grad()
+        loss_g.backward()
+        optimizer_g.step()
+        for p in discriminator.parameters():
+            p.requires_grad_(True)
+
+        assert math.isfinite(loss_d.item()) and math.isfinite(loss_g.item())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in generator.parameters())
+
+
+def test_default_parameter_counts(capsys):
+    generator, discriminator = define_generator(GeneratorConfig()), define_discriminator(DiscriminatorConfig())
+    counts = {"generator": parameter_count(generator), "discriminator": parameter_count(discriminator)}
+    with capsys.disabled():
+        print(f"\ndefault parameter counts: {counts}")
+    assert 10e6 < counts["generator"] < 60e6 and 1e6 < counts["discriminator"] < 10e6
