@@ -114,6 +114,38 @@ class Split(_Strict):
     test_per_category: Annotated[int, Field(ge=1)] = 10
 
 
+class GeneratorParams(_Strict):
+    name: Literal["unet"] = "unet"
+    base_filters: Annotated[int, Field(ge=1)] = 16
+    depth: Annotated[int, Field(ge=2, le=8)] = 5
+    norm: Literal["batch", "instance"] = "batch"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+
+
+class DiscriminatorParams(_Strict):
+    name: Literal["patchgan"] = "patchgan"
+    base_filters: Annotated[int, Field(ge=1)] = 16
+    n_layers: Annotated[int, Field(ge=1, le=5)] = 3
+    norm: Literal["batch", "instance"] = "batch"
+
+
+class Train(_Strict):
+    epochs: Annotated[int, Field(ge=1)] = 12
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    crop: Annotated[int, Field(ge=0)] = 128  # random square crops of this side (0: whole images)
+    device: str = "auto"  # auto = CUDA, then MPS, then CPU
+    lr: Annotated[float, Field(gt=0)] = 2e-4
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    gan_mode: Literal["vanilla", "lsgan"] = "vanilla"
+    lambda_gan: Annotated[float, Field(ge=0)] = 1.0  # 0: an L1-only baseline, no discriminator
+    lambda_l1: Annotated[float, Field(ge=0)] = 100.0
+    mixed_precision: bool = True  # bf16 autocast and channels_last, on CUDA only
+    compile: bool = False  # torch.compile the networks
+    samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
+    generator: GeneratorParams = GeneratorParams()
+    discriminator: DiscriminatorParams = DiscriminatorParams()
+
+
 class Params(_Strict):
     seed: int = 42
     workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
@@ -121,6 +153,7 @@ class Params(_Strict):
     clean: Clean = Clean()
     resize: Resize = Resize()
     split: Split = Split()
+    train: Train = Train()
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -1,0 +1,48 @@
+"""evaluate: colorize the test images with the trained generator and score it against a grayscale baseline (data/eval)."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.common import DATA, main
+from pipeline.config import Params
+from pipeline.evaluate import evaluate_model
+from pipeline.metrics import METRICS
+
+EVAL = DATA / "eval"
+MODEL = DATA / "models" / "generator.pt"
+MAIN_METRICS = ("psnr", "ssim", "ab_error", "accuracy_eps5")
+
+
+def _mean_std(summary: dict) -> str:
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
+def report(metrics: dict) -> str:
+    """Markdown: every metric for the model and the baseline, then the main metrics per category (model / baseline)."""
+    lines = [
+        f"Test images: {metrics['images']}",
+        "",
+        "| metric | model (mean ± std) | grayscale baseline (mean ± std) |",
+        "| --- | --- | --- |",
+        *(f"| {m} | {_mean_std(metrics['model'][m])} | {_mean_std(metrics['baseline'][m])} |" for m in METRICS),
+        "",
+        "| category | " + " | ".join(f"{m} (model / baseline)" for m in MAIN_METRICS) + " |",
+        "| --- |" + " --- |" * len(MAIN_METRICS),
+    ]
+    for category, methods in metrics["per_category"].items():
+        cells = (f"{methods['model'][m]['mean']:.3f} / {methods['baseline'][m]['mean']:.3f}" for m in MAIN_METRICS)
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="evaluate")
+def evaluate(params: Params) -> dict:
+    metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
+    create_markdown_artifact(key="evaluation", markdown=report(metrics), description="Colorization metrics on the test images")
+    return metrics
+
+
+if __name__ == "__main__":
+    main("evaluate", evaluate, EVAL, __doc__)

@@ -1,0 +1,177 @@
+"""The `colorize` command: apply the trained generator to image files and folders, one PNG out per image in."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from pipeline.colorizer import Colorizer
+from pipeline.fsutil import atomic_write_bytes
+from pipeline.images import to_rgb
+
+PROG = "colorize"
+DEFAULT_MODEL = Path("data/models/generator.pt")
+EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for damaged files
+
+DESCRIPTION = """\
+Colorize photos with the trained generator. Each input image is written as OUTDIR/<name>.png at its
+full resolution; a color photo is colorized from its luminance. Any size and mode (grayscale, RGB,
+RGBA, CMYK, 16-bit, palette) is accepted, and EXIF rotation is applied first."""
+
+EPILOG = """\
+example:
+  colorize old-photos/ scan.tif -o colorized/
+
+Folders contribute the files directly inside them (not sub-folders, not hidden files), in name order.
+Two inputs with the same name get <name>.png and <name>-2.png. Files that are not readable images
+are reported and skipped.
+
+exit status: 0 all colorized, 1 some inputs skipped, 2 usage error, bad model, or no input images"""
+
+
+class CliError(Exception):
+    """A problem that stops the whole run: reported as one line, exit status 2."""
+
+
+class Unreadable(Exception):
+    """An input that is not a decodable image; the message says why."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="an image file, or a folder of them")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for the PNGs (created if missing)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        metavar="PATH",
+        help="generator file written by training (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: CUDA, then MPS, then CPU (default: auto)"
+    )
+    return parser
+
+
+def find_inputs(paths: list[Path]) -> list[Path]:
+    """The files named, and the visible files directly inside the folders named, in order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(child for child in path.iterdir() if child.is_file() and not child.name.startswith("."))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise CliError(f"input {path} not found")
+    if not found:
+        raise CliError(f"no input images: {', '.join(map(str, paths))} holds no files")
+    return found
+
+
+def plan_outputs(inputs: list[Path], outdir: Path) -> list[Path]:
+    """OUTDIR/<stem>.png per input; a name already taken (ignoring case), or an input's own file, gets -2, -3, …"""
+    taken = {path.name.casefold() for path in inputs if path.parent.resolve() == outdir.resolve()}
+    outputs = []
+    for path in inputs:
+        name, number = f"{path.stem}.png", 2
+        while name.casefold() in taken:
+            name, number = f"{path.stem}-{number}.png", number + 1
+        taken.add(name.casefold())
+        outputs.append(outdir / name)
+    return outputs
+
+
+def check_device(name: str) -> None:
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if name in available and not available[name]():
+        raise CliError(f"--device {name} is not available on this machine (use --device auto or cpu)")
+
+
+def load_model(path: Path, device: str) -> Colorizer:
+    if not path.is_file():
+        raise CliError(f"model {path} not found: run `dvc repro` first or pass --model")
+    try:
+        return Colorizer.load(path, device)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot load model {path}: {exc}") from exc
+
+
+def read_image(path: Path) -> Image.Image:
+    """The fully decoded, upright 8-bit RGB image; Unreadable says why not."""
+    try:
+        if path.stat().st_size == 0:
+            raise Unreadable("empty file")
+        with Image.open(path) as image:
+            return to_rgb(ImageOps.exif_transpose(image))
+    except UnidentifiedImageError:
+        raise Unreadable("not an image (unrecognized format)") from None
+    except Image.DecompressionBombError as exc:
+        raise Unreadable(f"too large: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        raise Unreadable(f"cannot decode: {exc}") from None
+
+
+def write_png(image: Image.Image, path: Path) -> None:
+    """Atomically, so an interrupted run never leaves a half-written PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def announce_renames(inputs: list[Path], outputs: list[Path]) -> None:
+    for source, target in zip(inputs, outputs):
+        if target.stem != source.stem:
+            print(f"{PROG}: {source} is written to {target} ({source.stem}.png is taken)", file=sys.stderr)
+
+
+def colorize_all(colorizer: Colorizer, inputs: list[Path], outputs: list[Path]) -> int:
+    """Colorize each input into its output; report and skip unreadable ones. Returns how many were skipped."""
+    skipped = 0
+    for source, target in tqdm(list(zip(inputs, outputs)), desc=PROG, unit="img", dynamic_ncols=True, disable=None):
+        try:
+            image = read_image(source)
+        except Unreadable as exc:
+            tqdm.write(f"{PROG}: skipped {source}: {exc}", file=sys.stderr)
+            skipped += 1
+            continue
+        write_png(colorizer.colorize(image), target)
+    return skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: returns the exit status (0 all done, 1 some skipped, 2 error)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported by argparse
+        return int(exc.code or 0)
+    try:
+        inputs = find_inputs(args.inputs)
+        outputs = plan_outputs(inputs, args.output)
+        check_device(args.device)
+        colorizer = load_model(args.model, args.device)
+        announce_renames(inputs, outputs)
+        skipped = colorize_all(colorizer, inputs, outputs)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"colorized {len(inputs) - skipped} images into {args.output} ({skipped} skipped)")
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The evaluate stage: colorize the test images, score them against the grayscale baseline, draw comparison grids."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from pipeline.colorizer import Colorizer
+from pipeline.errors import PipelineError
+from pipeline.fsutil import atomic_write_json, read_manifest, staged_output
+from pipeline.images import PNG_LEVEL, image_grid, to_rgb
+from pipeline.metrics import METRICS, grayscale_baseline, image_metrics, summarize
+from pipeline.parallel import batched
+from pipeline.progress import track_batches
+
+METRICS_FILE = "metrics.json"
+PER_IMAGE_FILE = "per_image.csv"
+GRIDS = "grids"
+OVERVIEW = "overview.png"
+METHODS = ("model", "baseline")
+PER_IMAGE_COLUMNS = ["file", "category", "method", *METRICS]
+BATCH_SIZE = 16  # test images per network call
+_OVERVIEW_ROWS = 2  # per category
+
+GridRow = list[Image.Image]  # grayscale input | colorized | original
+
+
+def load_colorizer(model_path: Path, device: str = "auto") -> Colorizer:
+    """The trained generator; a missing or foreign model file is a PipelineError."""
+    if not model_path.is_file():
+        raise PipelineError(f"{model_path} not found: run the train stage first (dvc repro train)")
+    try:
+        return Colorizer.load(model_path, device)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+
+
+def colorize_batch(colorizer: Colorizer, grays: list[Image.Image]) -> list[np.ndarray]:
+    """H×W×3 uint8 colorizations, as `colorizer.colorize` makes them.
+
+    Same-size images already at model resolution (the split's test images) go through the network in one
+    call; anything else is colorized one image at a time.
+    """
+    (width, height), *other_sizes = {gray.size for gray in grays}
+    if other_sizes or min(width, height) != colorizer.image_size:
+        return [np.asarray(colorizer.colorize(gray)) for gray in grays]
+    rgb = torch.stack([torch.from_numpy(np.asarray(to_rgb(gray), dtype=np.float32) / 255).permute(2, 0, 1) for gray in grays])
+    l_norm, _ = colorizer.normalization.split(rgb)
+    out = colorizer.normalization.to_rgb(l_norm, colorizer.predict_ab(l_norm).cpu())
+    return list(np.clip(out.permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8))
+
+
+def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) -> list[dict]:
+    """One per-image row for the model's colorization and one for the grayscale baseline."""
+    outputs = {"model": colorized, "baseline": grayscale_baseline(truth)}
+    return [
+        {"file": file, "category": category, "method": method, **asdict(image_metrics(outputs[method], truth))}
+        for method in METHODS
+    ]
+
+
+def summarize_methods(per_image: pd.DataFrame) -> dict:
+    """metrics.json: mean and std of each metric per method, overall and per category, and the image count."""
+    by_method = {method: per_image[per_image["method"] == method] for method in METHODS}
+    per_category = {method: summarize(rows, by="category") for method, rows in by_method.items()}
+    return {
+        **{method: summarize(rows) for method, rows in by_method.items()},
+        "per_category": {category: {method: per_category[method][category] for method in METHODS} for category in per_category["model"]},
+        "images": len(by_method["model"]),
+    }
+
+
+def _open(path: Path, mode: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert(mode)
+
+
+def _test_images(split_root: Path) -> pd.DataFrame:
+    manifest = read_manifest(split_root)
+    test = manifest[manifest["split"] == "test"]
+    if test.empty:
+        raise PipelineError(f"{split_root / 'manifest.csv'} lists no test images: run the split stage again")
+    return test
+
+
+def _write_grids(folder: Path, grids: dict[str, list[GridRow]]) -> None:
+    """grids/<category>.png, and grids/overview.png with the first rows of every category."""
+    folder.mkdir()
+    for category, rows in grids.items():
+        _grid(rows).save(folder / f"{category}.png", compress_level=PNG_LEVEL)
+    overview = [row for rows in grids.values() for row in rows[:_OVERVIEW_ROWS]]
+    _grid(overview).save(folder / OVERVIEW, compress_level=PNG_LEVEL)
+
+
+def _grid(rows: list[GridRow]) -> Image.Image:
+    """A contact sheet at the images' own resolution."""
+    return image_grid(rows, cell=max(max(image.size) for row in rows for image in row))
+
+
+def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> dict:
+    """Score the model and the grayscale baseline on every test image; write metrics.json, per_image.csv and grids/."""
+    test = _test_images(split_root)
+    colorizer = load_colorizer(model_path, device)
+    rows: list[dict] = []
+    grids: dict[str, list[GridRow]] = {}
+    items = list(zip(test["file"], test["category"]))
+    for batch in track_batches(batched(items, BATCH_SIZE), len(items), "evaluate"):
+        grays = [_open(split_root / "test_x" / file, "L") for file, _ in batch]
+        truths = [_open(split_root / "test_y" / file, "RGB") for file, _ in batch]
+        for (file, category), gray, colorized, truth in zip(batch, grays, colorize_batch(colorizer, grays), truths):
+            rows += score(file, category, colorized, np.asarray(truth))
+            grid = grids.setdefault(category, [])
+            if len(grid) < grid_rows:
+                grid.append([gray, Image.fromarray(colorized), truth])
+    per_image = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
+    metrics = summarize_methods(per_image)
+    with staged_output(eval_root) as staging:
+        per_image.to_csv(staging / PER_IMAGE_FILE, index=False)
+        atomic_write_json(staging / METRICS_FILE, metrics)
+        _write_grids(staging / GRIDS, grids)
+    return metrics

@@ -1,0 +1,109 @@
+"""The self-describing model file and the Colorizer that applies it at any size and mode."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import rgb2lab
+
+from pipeline.colorizer import Colorizer, save_generator
+from pipeline.lab import LabNormalization
+from pipeline.networks import GeneratorConfig, define_generator
+from tests.images import colorful
+
+CONFIG = GeneratorConfig(base_filters=8, depth=3)
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and avoids OpenMP spin-waits on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def trained_looking_generator() -> torch.nn.Module:
+    """A tiny generator whose batch-norm running statistics are not the defaults, in eval mode."""
+    torch.manual_seed(0)
+    net = define_generator(CONFIG)
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(4, 1, IMAGE_SIZE, IMAGE_SIZE) * 2 + 0.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    net = trained_looking_generator()
+    path = tmp_path_factory.mktemp("model") / "generator.pt"
+    save_generator(path, net, CONFIG, LabNormalization(), IMAGE_SIZE, {"epochs": 1})
+    return net, path
+
+
+@pytest.fixture(scope="module")
+def colorizer(saved: tuple[torch.nn.Module, Path]) -> Colorizer:
+    return Colorizer.load(saved[1], "cpu")
+
+
+def test_round_trip_gives_identical_predictions(saved: tuple[torch.nn.Module, Path], colorizer: Colorizer) -> None:
+    net, _ = saved
+    l_norm = torch.rand(2, 1, 24, 40) * 2 - 1
+    with torch.no_grad():
+        expected = net(l_norm)
+    assert torch.equal(colorizer.predict_ab(l_norm), expected)
+    assert colorizer.image_size == IMAGE_SIZE
+    assert colorizer.info == {"epochs": 1}
+    assert colorizer.normalization == LabNormalization()
+    assert not colorizer.net.training
+
+
+def _torch_bytes(payload: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(4096), b"", _torch_bytes({"state_dict": {"w": torch.zeros(2)}}), _torch_bytes([1, 2, 3])],
+    ids=["random-bytes", "empty", "no-format-key", "not-a-dict"],
+)
+def test_loading_a_file_that_is_not_a_model_raises_value_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "generator.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        Colorizer.load(path, "cpu")
+
+
+def test_colorize_keeps_the_full_resolution_luminance(colorizer: Colorizer) -> None:
+    image = colorful(333, 217, seed=3)
+    out = colorizer.colorize(image)
+    assert out.mode == "RGB" and out.size == image.size
+    l_in = rgb2lab(np.asarray(image))[..., 0]
+    l_out = rgb2lab(np.asarray(out))[..., 0]
+    assert np.abs(l_in - l_out).max() < 1.0
+
+
+def _in_mode(mode: str, width: int, height: int) -> Image.Image:
+    image = colorful(width, height, seed=1)
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+    return image.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "CMYK", "I;16", "P"])
+@pytest.mark.parametrize("size", [(333, 217), (31, 57), (1, 9)])
+def test_colorize_returns_rgb_at_the_input_size(colorizer: Colorizer, mode: str, size: tuple[int, int]) -> None:
+    image = _in_mode(mode, *size)
+    assert image.mode == mode
+    out = colorizer.colorize(image)
+    assert (out.mode, out.size) == ("RGB", size)
