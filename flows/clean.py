@@ -34,4 +34,4 @@ def run(params: Params) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main("clean", run, CLEAN, __doc__)
+    main("clean", run, __doc__)

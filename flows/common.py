@@ -14,7 +14,6 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.errors import PipelineError
-from pipeline.fsutil import staging_path
 from pipeline.parallel import BatchMapper
 
 T = TypeVar("T")
@@ -42,7 +41,7 @@ def prefect_batches(pool: Executor, name: str) -> BatchMapper:
     return run
 
 
-def main(stage: str, flow: Callable[[Params], Any], output: Path, description: str) -> None:
+def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
     """`python -m flows.<stage>`: validate params.yaml, run the flow, and turn known failures into one line."""
     parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
@@ -52,4 +51,4 @@ def main(stage: str, flow: Callable[[Params], Any], output: Path, description: s
     except PipelineError as exc:
         sys.exit(f"{stage}: error: {exc}")
     except KeyboardInterrupt:
-        sys.exit(f"{stage}: interrupted; {output} was not written (work so far is in {staging_path(output)}); run again to finish")
+        sys.exit(f"{stage}: interrupted; its output was not published; run it again to finish (finished work is kept)")

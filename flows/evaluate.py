@@ -45,4 +45,4 @@ def evaluate(params: Params) -> dict:
 
 
 if __name__ == "__main__":
-    main("evaluate", evaluate, EVAL, __doc__)
+    main("evaluate", evaluate, __doc__)

@@ -24,4 +24,4 @@ def run(params: Params) -> int:
 
 
 if __name__ == "__main__":
-    main("resize", run, RESIZED, __doc__)
+    main("resize", run, __doc__)

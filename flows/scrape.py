@@ -61,4 +61,4 @@ def run(params: Params) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    main("scrape", run, RAW, __doc__)
+    main("scrape", run, __doc__)

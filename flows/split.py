@@ -25,4 +25,4 @@ def split(params: Params) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    main("split", split, SPLIT, __doc__)
+    main("split", split, __doc__)

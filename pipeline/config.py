@@ -130,7 +130,7 @@ class DiscriminatorParams(_Strict):
 
 
 class Train(_Strict):
-    epochs: Annotated[int, Field(ge=1)] = 12
+    epochs: Annotated[int, Field(ge=1)] = 20
     batch_size: Annotated[int, Field(ge=1)] = 16
     crop: Annotated[int, Field(ge=0)] = 128  # random square crops of this side (0: whole images)
     device: str = "auto"  # auto = CUDA, then MPS, then CPU

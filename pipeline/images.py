@@ -59,6 +59,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def luminance_gray(image: Image.Image) -> Image.Image:
+    """Mode L with the same CIELAB lightness as `image`: its sRGB-encoded relative luminance.
+
+    Unlike Pillow's convert("L") (Rec. 601 luma on gamma-encoded values), a colorizer that keeps this
+    L and predicts only a and b can reproduce the original exactly.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
+    encoded = np.where(luminance <= 0.0031308, 12.92 * luminance, 1.055 * np.maximum(luminance, 0) ** (1 / 2.4) - 0.055)
+    return Image.fromarray(np.clip(np.round(encoded * 255), 0, 255).astype(np.uint8), "L")
+
+
 def image_grid(rows: list[list[Image.Image]], cell: int) -> Image.Image:
     """A contact sheet: each image scaled into a cell×cell square, rows top to bottom, white gaps."""
     gap = max(2, cell // 32)

@@ -13,7 +13,7 @@ from PIL import Image
 from pipeline.config import Split
 from pipeline.errors import PipelineError
 from pipeline.fsutil import read_manifest, staged_output
-from pipeline.images import PNG_LEVEL, image_grid
+from pipeline.images import PNG_LEVEL, image_grid, luminance_gray
 from pipeline.progress import track_batches
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
@@ -48,7 +48,8 @@ def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> p
 
 
 def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> pd.DataFrame:
-    """Write train_x/train_y/test_x/test_y (same file names; x is mode L, y is RGB) and manifest.csv."""
+    """Write train_x/train_y/test_x/test_y (same file names; x is mode L with y's CIELAB lightness, y is RGB)
+    and manifest.csv."""
     resized = read_manifest(resized_root)
     assigned = assign_splits(resized, cfg.test_per_category, seed)
     flat_names = [file.replace("/", "_") for file in assigned["file"]]
@@ -59,7 +60,7 @@ def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -
         for [(resized_file, name, split)] in track_batches(rows, len(rows), "split"):
             shutil.copyfile(resized_root / resized_file, staging / f"{split}_y" / name)
             with Image.open(resized_root / resized_file) as image:
-                image.convert("L").save(staging / f"{split}_x" / name, "PNG", compress_level=PNG_LEVEL)
+                luminance_gray(image).save(staging / f"{split}_x" / name, "PNG", compress_level=PNG_LEVEL)
         manifest = pd.DataFrame(
             {"file": flat_names, "category": assigned["category"], "split": assigned["split"], "resized_file": assigned["file"]}
         )

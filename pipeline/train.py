@@ -70,8 +70,10 @@ def augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -
 
 
 def fingerprint(params: Params, split_root: Path) -> str:
-    """What a checkpoint must match to be resumed: the train params, the seed and the training data."""
-    described = {"seed": params.seed, "train": params.train.model_dump(mode="json"), "data": sha256_file(split_root / "manifest.csv")}
+    """What a checkpoint must match to be resumed: the train params, the seed and every byte of the data."""
+    files = sorted(path for path in split_root.rglob("*") if path.is_file())
+    data = {str(path.relative_to(split_root)): sha256_file(path) for path in files}
+    described = {"seed": params.seed, "train": params.train.model_dump(mode="json"), "data": data}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 

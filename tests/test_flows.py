@@ -7,7 +7,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
-from flows.clean import CLEAN, clean
+from flows.clean import clean
 from flows.clean import run as run_clean
 from flows.common import main
 from flows.scrape import scrape
@@ -66,6 +66,6 @@ def test_a_stage_run_before_its_inputs_exist_fails_with_one_line(workspace, monk
     (workspace / "params.yaml").write_text("seed: 1\n")
     monkeypatch.setattr("sys.argv", ["python -m flows.clean"])
     with pytest.raises(SystemExit) as exit_info:
-        main("clean", run_clean, CLEAN, "clean")
+        main("clean", run_clean, "clean")
     assert exit_info.value.code == "clean: error: data/raw/manifest.csv not found: run the stages before this one first (dvc repro)"
     assert not (workspace / "data/clean").exists()

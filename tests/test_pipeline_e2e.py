@@ -15,19 +15,25 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline.colorizer import Colorizer
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_params() -> dict:
-    """The committed params.yaml with 2 categories × 14 images of 32² pixels."""
+    """The committed params.yaml with 2 categories × 14 images of 32² pixels, and 1 epoch of a tiny GAN."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["seed"] = 7
     params["source"].update(categories=["sky", "fruit"], per_category=14)
     params["source"]["synthetic"]["defect_rate"] = 0.3
     params["resize"]["size"] = 32
     params["split"]["test_per_category"] = 2
+    params["train"].update(epochs=1, batch_size=8, crop=0, samples=2)
+    params["train"]["generator"].update(base_filters=8, depth=3)
+    params["train"]["discriminator"].update(base_filters=8, n_layers=2)
     return params
 
+STAGES = ("scrape", "clean", "resize", "split", "train", "evaluate")
 pytestmark = pytest.mark.e2e
 
 
@@ -53,13 +59,13 @@ def project(tmp_path: Path, prefect_api_url: str) -> tuple[Path, dict[str, str]]
 
 
 def stages_run(output: str) -> set[str]:
-    return {stage for stage in ("scrape", "clean", "resize", "split") if f"Running stage '{stage}'" in output}
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
 def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(project):
     repo, env = project
     first = run(repo, env, "dvc", "repro")
-    assert stages_run(first.stdout) == {"scrape", "clean", "resize", "split"}
+    assert stages_run(first.stdout) == set(STAGES)
 
     raw = pd.read_csv(repo / "data/raw/manifest.csv")
     assert set(raw.columns) >= {"file", "category", "source", "source_url", "sha256", "bytes"}
@@ -73,7 +79,9 @@ def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(p
     assert Image.open(repo / f"data/split/{folder}_x/{name}").mode == "L"
     assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (32, 32)
     metrics = run(repo, env, "dvc", "metrics", "show").stdout
-    assert "summary.json" in metrics and "kept" in metrics
+    assert "summary.json" in metrics and "kept" in metrics and "eval/metrics.json" in metrics
+    assert Colorizer.load(repo / "data/models/generator.pt").info["epochs"] == 1
+    assert (repo / "data/models/checkpoint.pt").is_file() and (repo / "data/eval/grids/overview.png").is_file()
 
     second = run(repo, env, "dvc", "repro")
     assert stages_run(second.stdout) == set()
@@ -82,7 +90,7 @@ def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(p
     params["resize"]["size"] = 24
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     third = run(repo, env, "dvc", "repro")
-    assert stages_run(third.stdout) == {"resize", "split"}
+    assert stages_run(third.stdout) == {"resize", "split", "train", "evaluate"}
     assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (24, 24)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from skimage.color import rgb2lab
 
 from pipeline.config import Split
 from pipeline.split import SplitError, assign_splits, split_dataset
@@ -62,8 +63,10 @@ def test_split_dataset_writes_gray_inputs_and_color_targets_with_the_same_names(
         y_names = sorted(p.name for p in (root / f"{split}_y").iterdir())
         assert x_names == y_names == sorted(manifest.loc[manifest["split"] == split, "file"])
         for name in x_names:
-            assert Image.open(root / f"{split}_x" / name).mode == "L"
-            assert Image.open(root / f"{split}_y" / name).mode == "RGB"
+            x, y = Image.open(root / f"{split}_x" / name), Image.open(root / f"{split}_y" / name)
+            assert (x.mode, y.mode) == ("L", "RGB")
+            lightness_x = rgb2lab(np.asarray(x.convert("RGB")))[..., 0]
+            assert np.abs(lightness_x - rgb2lab(np.asarray(y))[..., 0]).max() < 0.5  # same CIELAB L, not Rec. 601 luma
     assert pd.read_csv(root / "manifest.csv").equals(manifest)
     sheet = np.asarray(Image.open(root / "preview.png"), dtype=int)
     assert sheet.shape == (2 * 99 + 3, 4 * 99 + 3, 3)  # a row per category; 2 test pairs of 96-pixel cells
