@@ -82,12 +82,18 @@ class Colorizer:
 
     def colorize(self, image: Image.Image) -> Image.Image:
         """RGB at the input's full resolution: any mode (a color photo counts as its luminance)."""
-        rgb = torch.from_numpy(np.asarray(to_rgb(image), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        return self.colorize_batch([image])[0]
+
+    def colorize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        """`colorize` for each image; images of one size go through the network in one call."""
+        if len({image.size for image in images}) > 1:
+            return [self.colorize(image) for image in images]
+        rgb = torch.stack([torch.from_numpy(np.asarray(to_rgb(image), dtype=np.float32) / 255).permute(2, 0, 1) for image in images])
         l_full, _ = self.normalization.split(rgb)
         height, width = l_full.shape[-2:]
         scale = self.image_size / min(height, width)
         small = (max(1, round(height * scale)), max(1, round(width * scale)))
         l_small = F.interpolate(l_full, size=small, mode="bilinear", antialias=True, align_corners=False)
         ab = F.interpolate(self.predict_ab(l_small).cpu(), size=(height, width), mode="bilinear", align_corners=False)
-        out = self.normalization.to_rgb(l_full, ab)[0].permute(1, 2, 0).numpy()
-        return Image.fromarray(np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8), "RGB")
+        out = np.clip(self.normalization.to_rgb(l_full, ab).permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
+        return [Image.fromarray(pixels, "RGB") for pixels in out]

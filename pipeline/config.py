@@ -66,13 +66,19 @@ class FolderSource(_Strict):
     path: Path | None = None
 
 
+class Cifar10Source(_Strict):
+    root: Path | None = None  # the folder that holds cifar-10-batches-py
+    download: bool = False  # fetch it into root when missing (needs internet)
+
+
 class Source(_Strict):
-    kind: Literal["synthetic", "bing", "folder"] = "synthetic"
+    kind: Literal["synthetic", "bing", "folder", "cifar10"] = "synthetic"
     categories: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     per_category: Annotated[int, Field(ge=1)] = 100
     synthetic: SyntheticSource = SyntheticSource()
     bing: BingSource = BingSource()
     folder: FolderSource = FolderSource()
+    cifar10: Cifar10Source = Cifar10Source()
 
     @field_validator("categories")
     @classmethod
@@ -88,13 +94,19 @@ class Source(_Strict):
         return names
 
     @model_validator(mode="after")
-    def _folder_exists(self) -> Source:
+    def _source_folder_exists(self) -> Source:
         if self.kind == "folder":
             path = self.folder.path
             if path is None:
                 raise ValueError("folder.path: required when kind is 'folder'")
             if not path.is_dir():
                 raise ValueError(f"folder.path: {str(path)!r} is not a directory")
+        if self.kind == "cifar10":
+            root = self.cifar10.root
+            if root is None:
+                raise ValueError("cifar10.root: required when kind is 'cifar10'")
+            if not self.cifar10.download and not (root / "cifar-10-batches-py").is_dir():
+                raise ValueError(f"cifar10.root: {str(root)!r} has no cifar-10-batches-py (set cifar10.download: true to fetch it)")
         return self
 
 

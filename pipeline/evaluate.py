@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from pipeline.colorizer import Colorizer
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_json, read_manifest, staged_output
-from pipeline.images import PNG_LEVEL, image_grid, to_rgb
+from pipeline.images import PNG_LEVEL, image_grid
 from pipeline.metrics import METRICS, grayscale_baseline, image_metrics, summarize
 from pipeline.parallel import batched
 from pipeline.progress import track_batches
@@ -38,21 +37,6 @@ def load_colorizer(model_path: Path, device: str = "auto") -> Colorizer:
         return Colorizer.load(model_path, device)
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
-
-
-def colorize_batch(colorizer: Colorizer, grays: list[Image.Image]) -> list[np.ndarray]:
-    """H×W×3 uint8 colorizations, as `colorizer.colorize` makes them.
-
-    Same-size images already at model resolution (the split's test images) go through the network in one
-    call; anything else is colorized one image at a time.
-    """
-    (width, height), *other_sizes = {gray.size for gray in grays}
-    if other_sizes or min(width, height) != colorizer.image_size:
-        return [np.asarray(colorizer.colorize(gray)) for gray in grays]
-    rgb = torch.stack([torch.from_numpy(np.asarray(to_rgb(gray), dtype=np.float32) / 255).permute(2, 0, 1) for gray in grays])
-    l_norm, _ = colorizer.normalization.split(rgb)
-    out = colorizer.normalization.to_rgb(l_norm, colorizer.predict_ab(l_norm).cpu())
-    return list(np.clip(out.permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8))
 
 
 def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) -> list[dict]:
@@ -112,11 +96,11 @@ def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: 
     for batch in track_batches(batched(items, BATCH_SIZE), len(items), "evaluate"):
         grays = [_open(split_root / "test_x" / file, "L") for file, _ in batch]
         truths = [_open(split_root / "test_y" / file, "RGB") for file, _ in batch]
-        for (file, category), gray, colorized, truth in zip(batch, grays, colorize_batch(colorizer, grays), truths):
-            rows += score(file, category, colorized, np.asarray(truth))
+        for (file, category), gray, colorized, truth in zip(batch, grays, colorizer.colorize_batch(grays), truths):
+            rows += score(file, category, np.asarray(colorized), np.asarray(truth))
             grid = grids.setdefault(category, [])
             if len(grid) < grid_rows:
-                grid.append([gray, Image.fromarray(colorized), truth])
+                grid.append([gray, colorized, truth])
     per_image = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
     metrics = summarize_methods(per_image)
     with staged_output(eval_root) as staging:

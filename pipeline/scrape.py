@@ -18,7 +18,7 @@ from pipeline.sources.base import RAW_COLUMNS, RawFile
 
 @dataclass(frozen=True)
 class ScrapeJob:
-    """One unit of scrape work: a batch of synthetic indexes, a batch of local files, or a whole Bing category."""
+    """One unit of scrape work: a batch of synthetic or CIFAR-10 indexes, a batch of local files, or a Bing category."""
 
     category: str
     part: int = 0
@@ -48,6 +48,15 @@ def plan_jobs(params: Params) -> list[ScrapeJob]:
             for category in source.categories
             for part, batch in enumerate(batched(range(source.per_category), size))
         ]
+    if source.kind == "cifar10":
+        from pipeline.sources.cifar10 import class_indexes
+
+        assert source.cifar10.root is not None  # guaranteed by config validation
+        return [
+            ScrapeJob(category, part, indexes=tuple(batch))
+            for category in source.categories
+            for part, batch in enumerate(batched(class_indexes(source.cifar10.root, source.cifar10.download, category, source.per_category), size))
+        ]
     from pipeline.sources.folder import list_folder
 
     assert source.folder.path is not None  # guaranteed by config validation
@@ -69,6 +78,11 @@ def run_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event | 
         from pipeline.sources.bing import scrape_bing
 
         return scrape_bing(job.category, root, source.per_category, source.bing, stop)
+    if source.kind == "cifar10":
+        from pipeline.sources.cifar10 import save_images
+
+        assert source.cifar10.root is not None
+        return save_images(job.category, source.cifar10.root, source.cifar10.download, list(job.indexes), root)
     from pipeline.sources.folder import copy_files
 
     return copy_files(job.category, list(job.files), root)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -82,6 +83,9 @@ def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(p
     assert "summary.json" in metrics and "kept" in metrics and "eval/metrics.json" in metrics
     assert Colorizer.load(repo / "data/models/generator.pt").info["epochs"] == 1
     assert (repo / "data/models/checkpoint.pt").is_file() and (repo / "data/eval/grids/overview.png").is_file()
+    run(repo, env, "dvc", "plots", "show", "-o", str(repo.parent / "plots"))
+    page = (repo.parent / "plots" / "index.html").read_text()
+    assert "loss_g_l1" in page and "data_eval_grids_overview.png" in page and "data_split_preview.png" in page
 
     second = run(repo, env, "dvc", "repro")
     assert stages_run(second.stdout) == set()
@@ -111,14 +115,15 @@ def test_an_interrupted_stage_leaves_no_output_and_a_rerun_finishes(project):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["source"]["per_category"] = 600
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    process = subprocess.Popen([sys.executable, "-m", "flows.scrape"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.scrape"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even if this runs in the background
+    )
     partial = repo / "data/.raw.partial"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(partial.glob("*/*.*"))) < 5:
         time.sleep(0.2)
-    while process.poll() is None:  # Ctrl-C, again if the first one landed where Prefect swallows it
-        process.send_signal(signal.SIGINT)
-        time.sleep(1)
+    process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     assert process.returncode != 0, output
     assert not (repo / "data/raw").exists()
@@ -129,3 +134,25 @@ def test_an_interrupted_stage_leaves_no_output_and_a_rerun_finishes(project):
     assert len(raw) == 1200
     kept = {p.name: p.stat().st_mtime_ns for p in (repo / "data/raw").glob("*/*") if p.name in done_before}
     assert kept == done_before  # resumed: files made before the interruption were not made again
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(project):
+    repo, env = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["epochs"] = 40
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    run(repo, env, "dvc", "repro", "split")
+    process = subprocess.Popen([sys.executable, "-m", "flows.train"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = repo / "data/models/checkpoint.pt"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not checkpoint.exists():
+        time.sleep(0.2)
+    process.kill()  # SIGKILL: no chance to clean up
+    process.wait(timeout=60)
+    assert checkpoint.exists() and not (repo / "data/models/generator.pt").exists()
+    reached = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 1 <= reached < 40
+    resumed = run(repo, env, "dvc", "repro")
+    assert f"resuming after epoch {reached} of 40" in resumed.stdout + resumed.stderr
+    assert Colorizer.load(repo / "data/models/generator.pt").info["epochs"] == 40
+    assert stages_run(resumed.stdout) == {"train", "evaluate"}
