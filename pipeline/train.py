@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import lab, networks
 from pipeline.colorizer import pick_device, save_generator
 from pipeline.config import Params, Train
 from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
@@ -70,10 +72,12 @@ def augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -
 
 
 def fingerprint(params: Params, split_root: Path) -> str:
-    """What a checkpoint must match to be resumed: the train params, the seed and every byte of the data."""
+    """What a checkpoint must match to be resumed: the train params, the seed, every byte of the data, and the
+    code that defines the training (a checkpoint made by other code is not continued)."""
     files = sorted(path for path in split_root.rglob("*") if path.is_file())
     data = {str(path.relative_to(split_root)): sha256_file(path) for path in files}
-    described = {"seed": params.seed, "train": params.train.model_dump(mode="json"), "data": data}
+    code = {module.__name__: sha256_file(Path(str(module.__file__))) for module in (sys.modules[__name__], lab, networks)}
+    described = {"seed": params.seed, "train": params.train.model_dump(mode="json"), "data": data, "code": code}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
