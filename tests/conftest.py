@@ -16,6 +16,17 @@ os.environ.update(
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests' tensors are tiny: one thread is faster, and avoids OpenMP spin-waits on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def prefect_api_url():
     """A real Prefect server (started once); yields its API URL, also set for flows run in this process."""

@@ -22,15 +22,6 @@ CONFIG = GeneratorConfig(base_filters=8, depth=3)
 IMAGE_SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def trained_looking_generator() -> torch.nn.Module:
     """A tiny generator whose batch-norm running statistics are not the defaults, in eval mode."""
     torch.manual_seed(0)

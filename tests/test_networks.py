@@ -21,15 +21,6 @@ SMALL_G = GeneratorConfig(base_filters=8, depth=3)
 SMALL_D = DiscriminatorConfig(base_filters=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add barriers, which stall for long when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def parameter_count(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

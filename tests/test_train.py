@@ -36,7 +36,6 @@ def tiny_params(epochs: int, **train):
 
 @pytest.fixture
 def split(tmp_path):
-    torch.set_num_threads(1)  # small convolutions are slower, and less reproducible, on a shared CPU
     return tiny_split(tmp_path / "split", {"train": 10, "test": 2})
 
 
