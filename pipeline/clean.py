@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean, category_slug
 from pipeline.fsutil import atomic_write_bytes, atomic_write_json, read_manifest, staged_output
-from pipeline.images import PNG_LEVEL, colorfulness, hamming, perceptual_hash, to_rgb
+from pipeline.images import DECODE_ERRORS, PNG_LEVEL, colorfulness, hamming, perceptual_hash, to_rgb
 from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
@@ -59,9 +59,6 @@ def _measure(image: Image.Image) -> tuple[float, str]:
     return colorfulness(np.asarray(small)), f"{perceptual_hash(small):016x}"
 
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
-
-
 def _undecodable(found: Inspection, exc: Exception) -> Inspection:
     reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
     return replace(found, reason=reason, detail=f"{type(exc).__name__}: {exc}")
@@ -93,7 +90,7 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
         return replace(found, reason="not_an_image", detail=_describe_non_image(path))
     except Image.DecompressionBombError as exc:
         return replace(found, reason="decompression_bomb", detail=str(exc))
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         return _undecodable(found, exc)
     with image:
         width, height = image.size
@@ -104,7 +101,7 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
             return replace(found, reason="too_small", detail=f"{width}x{height} < clean.min_side={rules.min_side}")
         try:
             rgb, passthrough = _decode(image)
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             return _undecodable(found, exc)
         if not passthrough:  # a passthrough JPEG was decoded at reduced scale; keep the header's size
             found = replace(found, width=rgb.width, height=rgb.height)

@@ -13,12 +13,11 @@ from tqdm import tqdm
 
 from pipeline.colorizer import Colorizer
 from pipeline.fsutil import atomic_write_bytes
-from pipeline.images import to_rgb
+from pipeline.images import DECODE_ERRORS, to_rgb
 
 PROG = "colorize"
 DEFAULT_MODEL = Path("data/models/generator.pt")
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for damaged files
 
 DESCRIPTION = """\
 Colorize photos with the trained generator. Each input image is written as OUTDIR/<name>.png at its
@@ -119,7 +118,7 @@ def read_image(path: Path) -> Image.Image:
         raise Unreadable("not an image (unrecognized format)") from None
     except Image.DecompressionBombError as exc:
         raise Unreadable(f"too large: {exc}") from None
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise Unreadable(f"cannot decode: {exc}") from None
 
 

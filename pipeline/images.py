@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for damaged image files
 PNG_LEVEL = 1  # zlib level for the PNGs the stages write: 3-5x faster to encode than the default 6, ~10% larger
 _HASH_SIDE = 32
 _HASH_BITS_SIDE = 8
