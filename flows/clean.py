@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import DATA, main, prefect_batches
+from flows.common import DATA, batch_tasks, main, run_stage
 from pipeline.clean import clean_dataset
 from pipeline.config import Params
-from pipeline.parallel import process_pool
 
 CLEAN = DATA / "clean"
 
 
 @flow(name="clean")
 def clean(params: Params) -> dict[str, object]:
-    with process_pool(params.workers) as pool:
-        summary = clean_dataset(DATA / "raw", CLEAN, params.clean, prefect_batches(pool, "clean"), params.workers)
+    with batch_tasks("clean", params.workers) as batches:
+        summary = clean_dataset(DATA / "raw", CLEAN, params.clean, batches, params.workers)
     per_category = summary["per_category"]
     assert isinstance(per_category, dict)
     create_table_artifact(
@@ -30,7 +28,7 @@ def clean(params: Params) -> dict[str, object]:
 
 
 def run(params: Params) -> dict[str, object]:
-    return clean.with_options(task_runner=ThreadPoolTaskRunner(max_workers=params.workers))(params)
+    return run_stage(clean, params)
 
 
 if __name__ == "__main__":

@@ -1,44 +1,165 @@
-"""What the stage flows share: the command-line entry point and running batches as Prefect tasks."""
+"""What the stage flows share: the command-line entry point, the task runner (params.runner), and batches as Prefect tasks."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import os
+import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from prefect import task
+from prefect import Flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.errors import PipelineError
-from pipeline.parallel import BatchMapper
+from pipeline.parallel import process_pool
+
+if TYPE_CHECKING:  # imported when a runner needs them: the default runner does without (0.5 s a process)
+    from distributed import Client
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 DATA = Path("data")
+CONNECT_TIMEOUT = 5  # seconds for runner.address to answer
+_IN_FOLDER = threading.Lock()  # a Dask worker process works in one flow's folder at a time
+
+
+class RunnerError(PipelineError):
+    """params.runner names no usable Dask scheduler, or a Dask worker cannot see the workspace."""
+
+
+@contextlib.contextmanager
+def _in_folder(folder: str | None) -> Iterator[None]:
+    """Work in the flow's folder (None: already there), so that relative paths mean what they mean to the flow."""
+    if folder is None:
+        yield
+        return
+    if not os.path.isdir(folder):
+        raise RunnerError(f"runner: the Dask worker on {socket.gethostname()} has no folder {folder}: workers need the workspace at the same path")
+    with _IN_FOLDER, contextlib.chdir(folder):
+        yield
 
 
 @task(cache_policy=NO_CACHE)
-def run_batch(pool: Executor, fn: Callable[[list[T]], list[R]], batch: list[T]) -> list[R]:
-    """One batch of per-item work, run in the flow's process pool."""
-    return pool.submit(fn, batch).result()
+def run_batch(pool: Executor | None, folder: str | None, fn: Callable[[T], R], batch: T) -> R:
+    """One batch of per-item work: in the flow's process pool, or else right here (a thread of the flow, or a Dask worker in `folder`)."""
+    if pool is not None:
+        return pool.submit(fn, batch).result()
+    with _in_folder(folder):
+        return fn(batch)
 
 
-def prefect_batches(pool: Executor, name: str) -> BatchMapper:
-    """A BatchMapper that shows each batch as a Prefect task run and does the work in `pool`."""
+@dataclass(frozen=True)
+class Batches:
+    """Submits per-item work as Prefect task runs on the flow's task runner; called, it is a `pipeline.parallel.BatchMapper`."""
 
-    def run(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
-        futures = [
-            run_batch.with_options(task_run_name=f"{name}-{index:04d}").submit(pool, fn, batch)
-            for index, batch in enumerate(batches)
-        ]
+    name: str
+    pool: Executor | None = None
+    folder: str | None = None
+
+    def submit(self, fn: Callable[[T], R], batch: T, name: str, **options: Any) -> PrefectFuture[R]:
+        return run_batch.with_options(task_run_name=name, **options).submit(self.pool, self.folder, fn, batch)
+
+    def __call__(self, fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
+        futures = [self.submit(fn, batch, f"{self.name}-{index:04d}") for index, batch in enumerate(batches)]
         return (future.result() for future in futures)
 
-    return run
+
+def _dask_client() -> Client | None:
+    """The Dask client of the running flow's task runner (connecting, or starting its cluster, now); None when not on Dask."""
+    context, dask = FlowRunContext.get(), sys.modules.get("prefect_dask")  # not imported: not on Dask
+    on_dask = context is not None and dask is not None and isinstance(context.task_runner, dask.DaskTaskRunner)
+    return context.task_runner.client if on_dask else None
+
+
+@contextlib.contextmanager
+def batch_tasks(name: str, workers: int, processes: bool = True) -> Iterator[Batches]:
+    """Where the running flow's per-item work goes, logged: its Dask cluster, else a process pool of `workers`
+    (with `processes` false: the task runner's threads)."""
+    logger = get_run_logger()
+    client = _dask_client()
+    if client is not None:
+        threads = client.nthreads()
+        logger.info("%s: per-item work on Dask: scheduler %s, %d workers, %d threads; dashboard %s",
+                    name, client.scheduler.address, len(threads), sum(threads.values()), client.dashboard_link)
+        yield Batches(name, folder=os.getcwd())
+    elif processes:
+        logger.info("%s: per-item work in a local process pool of %d workers", name, workers)
+        with process_pool(workers) as pool:
+            yield Batches(name, pool)
+    else:
+        logger.info("%s: per-item work in local threads", name)
+        yield Batches(name)
+
+
+def check_scheduler(address: str) -> None:
+    """Fail with one line, within about CONNECT_TIMEOUT, unless a Dask scheduler answers at `address`."""
+    from distributed.core import rpc
+
+    async def identity() -> dict[str, Any]:
+        async with rpc(address, timeout=CONNECT_TIMEOUT) as scheduler:
+            return await scheduler.identity()
+
+    try:
+        kind = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT + 1)).get("type")
+    except (OSError, ValueError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {CONNECT_TIMEOUT + 1} s"
+        raise RunnerError(f"runner.address: no Dask scheduler answers at {address!r} ({reason})") from None
+    if kind != "Scheduler":
+        raise RunnerError(f"runner.address: {address!r} is a Dask {kind}, not a scheduler")
+
+
+def task_runner(params: Params) -> TaskRunner:
+    """params.runner as a Prefect task runner: `workers` threads (local), or Dask: the scheduler at runner.address,
+    or else a temporary local cluster of `workers` single-threaded processes."""
+    runner = params.runner
+    if runner.kind == "local":
+        return ThreadPoolTaskRunner(max_workers=params.workers)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # before importing distributed: not 60 lines at info a cluster
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    if runner.address is None:
+        cluster = {"n_workers": params.workers, "threads_per_worker": 1, "processes": True,
+                   "host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}
+        return DaskTaskRunner(cluster_class=LocalCluster, cluster_kwargs=cluster)
+    check_scheduler(runner.address)
+    return DaskTaskRunner(address=runner.address)
+
+
+@contextlib.contextmanager
+def _api_for_workers() -> Iterator[None]:
+    """Without PREFECT_API_URL each Dask worker process would start a temporary Prefect server of its own:
+    start this process's one now and name it, so that the workers report to it."""
+    if PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def run_stage(stage: Flow[[Params], R], params: Params) -> R:
+    """Run a stage's flow on `task_runner(params)`."""
+    runner = task_runner(params)
+    with _api_for_workers() if params.runner.kind == "dask" else contextlib.nullcontext():
+        return stage.with_options(task_runner=runner)(params)
 
 
 def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import DATA, main, prefect_batches
+from flows.common import DATA, batch_tasks, main, run_stage
 from pipeline.config import Params
-from pipeline.parallel import process_pool
 from pipeline.resize import resize_dataset
 
 RESIZED = DATA / "resized"
@@ -15,12 +13,12 @@ RESIZED = DATA / "resized"
 
 @flow(name="resize")
 def resize(params: Params) -> int:
-    with process_pool(params.workers) as pool:
-        return resize_dataset(DATA / "clean", RESIZED, params.resize, prefect_batches(pool, "resize"), params.workers)
+    with batch_tasks("resize", params.workers) as batches:
+        return resize_dataset(DATA / "clean", RESIZED, params.resize, batches, params.workers)
 
 
 def run(params: Params) -> int:
-    return resize.with_options(task_runner=ThreadPoolTaskRunner(max_workers=params.workers))(params)
+    return run_stage(resize, params)
 
 
 if __name__ == "__main__":

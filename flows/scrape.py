@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from functools import partial
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import DATA, main
+from flows.common import DATA, batch_tasks, main, run_stage
 from pipeline.config import Params
 from pipeline.fsutil import staged_output
 from pipeline.progress import track_batches
-from pipeline.scrape import ScrapeJob, plan_jobs, resume_key, run_job, write_raw_manifest
-from pipeline.sources.base import RawFile
+from pipeline.scrape import plan_jobs, resume_key, run_job, write_raw_manifest
 
 RAW = DATA / "raw"
-
-
-@task(cache_policy=NO_CACHE, retry_delay_seconds=[2, 10, 30])
-def scrape_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event) -> list[RawFile]:
-    return run_job(params, job, root, stop)
 
 
 @flow(name="scrape")
 def scrape(params: Params) -> dict[str, int]:
     """Tasks run concurrently (one per Bing category, or per batch of local files); an interrupted run resumes."""
     source = params.source
-    retries = source.bing.retries if source.kind == "bing" else 0
+    bing = source.kind == "bing"
     stop = threading.Event()
-    with staged_output(RAW, resume_key=resume_key(params)) as staging:
+    with staged_output(RAW, resume_key=resume_key(params)) as staging, batch_tasks("scrape", params.workers, processes=False) as tasks:
+        work = partial(run_job, params, root=staging, stop=stop if bing else None)  # only Bing stops early (and never runs on Dask)
         futures = [
-            scrape_job.with_options(task_run_name=f"scrape-{job.name}", retries=retries).submit(params, job, staging, stop)
+            tasks.submit(work, job, f"scrape-{job.name}", retries=source.bing.retries if bing else 0, retry_delay_seconds=[2, 10, 30])
             for job in plan_jobs(params)
         ]
         total = source.per_category * len(source.categories)
@@ -56,8 +51,13 @@ def scrape(params: Params) -> dict[str, int]:
 
 
 def run(params: Params) -> dict[str, int]:
-    workers = params.source.bing.concurrent_categories if params.source.kind == "bing" else params.workers
-    return scrape.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(params)
+    """Local sources on params.runner; Bing always on `concurrent_categories` local threads: its downloads wait on
+    the network, not the CPU, and Ctrl-C reaches them through a threading.Event, which stays in this process."""
+    if params.source.kind != "bing":
+        return run_stage(scrape, params)
+    if params.runner.kind == "dask":
+        get_logger("flows.scrape").info("scrape: the Bing source runs on local threads, not on Dask")
+    return scrape.with_options(task_runner=ThreadPoolTaskRunner(max_workers=params.source.bing.concurrent_categories))(params)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
-"""train: the pix2pix-style GAN colorizer (L -> ab in CIELAB) on data/split; resumes from data/models/checkpoint.pt."""
+"""train: the pix2pix-style GAN colorizer (L -> ab in CIELAB) on data/split; resumes from data/models/checkpoint.pt.
+With train.nproc > 1 it runs again as that many torchrun processes (DistributedDataParallel), of which rank 0 writes."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.train import train_model
+from pipeline.train import World, batch_per_process, train_model
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"
 
 
+def run_training(params: Params) -> dict[str, Any]:
+    """The training itself, without Prefect: what the flow runs."""
+    return train_model(DATA / "split", MODELS, TRAINING_LOG, params)
+
+
 @flow(name="train")
 def train(params: Params) -> dict[str, Any]:
-    info = train_model(DATA / "split", MODELS, TRAINING_LOG, params)
+    info = run_training(params)
     create_table_artifact(
         key="training",
         table=[{"epoch": epoch, **{k: round(v, 4) for k, v in row.items()}} for epoch, row in enumerate(info["history"], 1)],
@@ -26,5 +35,30 @@ def train(params: Params) -> dict[str, Any]:
     return {"epochs": info["epochs"]}
 
 
+def train_beside_rank_0(params: Params) -> dict[str, Any]:
+    """What torchrun's other ranks run: the training outside any flow run (rank 0's is the training's one flow run);
+    their few log lines go to the console only."""
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        return run_training(params)
+
+
+def torchrun_command(nproc: int) -> list[str]:
+    """This command again, as `nproc` processes under torchrun on this machine, meeting on loopback."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}"]
+    return [*torchrun, "-m", "flows.train", *sys.argv[1:]]
+
+
+def stage(params: Params) -> dict[str, Any]:
+    """One process of the stage. With train.nproc > 1 and not yet under torchrun (or another launcher that sets
+    WORLD_SIZE), it becomes torchrun; one process (train.nproc 1) runs the flow without torchrun's start-up, exactly as
+    before; under torchrun, rank 0 runs the flow and the other ranks train beside it."""
+    if params.train.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        batch_per_process(params.train, World(world_size=params.train.nproc))  # a batch too small fails here, in one line
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, torchrun_command(params.train.nproc))
+    return train(params) if World.from_env().is_main else train_beside_rank_0(params)
+
+
 if __name__ == "__main__":
-    main("train", train, __doc__)
+    main("train", stage, __doc__)

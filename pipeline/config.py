@@ -154,8 +154,37 @@ class Train(_Strict):
     mixed_precision: bool = True  # bf16 autocast and channels_last, on CUDA only
     compile: bool = False  # torch.compile the networks
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
+    nproc: Annotated[int, Field(ge=1)] = 1  # torchrun processes (one per GPU): DistributedDataParallel when > 1
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
+
+
+class Runner(_Strict):
+    """Where scrape, clean and resize run their per-image batches."""
+
+    kind: Literal["local", "dask"] = "local"  # local: a process pool of `workers`; dask: a Dask cluster
+    address: str | None = None  # dask: a running scheduler (tcp://host:8786); none starts a local cluster
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> Runner:
+        if self.address is not None and self.kind != "dask":
+            raise ValueError("address: only used when kind is 'dask'")
+        return self
+
+
+class Publish(_Strict):
+    """What the pipeline flow does after a rebuild that changed something."""
+
+    push: bool = True  # dvc push the new artifacts to the default remote
+    git_commit: bool = False  # commit dvc.lock and params.yaml
+    git_tag: bool = False  # tag that commit with the date (colorize-YYYY-MM-DD, -2, -3... when taken)
+
+
+class Schedule(_Strict):
+    """When the served deployment of the pipeline flow runs."""
+
+    cron: str = "0 2 * * *"  # nightly at 02:00
+    timezone: str = "UTC"
 
 
 class Params(_Strict):
@@ -166,6 +195,9 @@ class Params(_Strict):
     resize: Resize = Resize()
     split: Split = Split()
     train: Train = Train()
+    runner: Runner = Runner()
+    publish: Publish = Publish()
+    schedule: Schedule = Schedule()
 
     @field_validator("workers", mode="before")
     @classmethod

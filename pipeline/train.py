@@ -1,4 +1,5 @@
-"""The train stage: a pix2pix-style conditional GAN in CIELAB (L -> ab), resumable from its last epoch."""
+"""The train stage: a pix2pix-style conditional GAN in CIELAB (L -> ab), resumable from its last epoch; under torchrun,
+one DistributedDataParallel process per device (NCCL on CUDA, gloo on the CPU) of which rank 0 writes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,14 @@ import torch.nn.functional as F
 from dvclive import Live
 from PIL import Image
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from pipeline import lab, networks
 from pipeline.colorizer import pick_device, save_generator
 from pipeline.config import Params, Train
+from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
 from pipeline.images import image_grid
 from pipeline.lab import LabNormalization, rgb_to_lab
@@ -33,6 +40,97 @@ log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NORMALIZATION = LabNormalization()
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among torchrun's processes (from its environment): rank 0 of 1 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> World:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files, logs and progress bars."""
+        return self.rank == 0
+
+
+def batch_per_process(cfg: Train, world: World) -> int:
+    """Each process's share of `train.batch_size`, which stays the global batch so that results stay comparable;
+    refused unless `train.nproc` processes were started."""
+    if world.world_size != cfg.nproc:
+        raise PipelineError(
+            f"train.nproc is {cfg.nproc} but {world.world_size} training processes were started: "
+            "run `python -m flows.train`, which starts train.nproc of them"
+        )
+    if cfg.batch_size < world.world_size:
+        raise PipelineError(
+            f"train.batch_size ({cfg.batch_size}) is smaller than the number of training processes ({world.world_size}, "
+            "train.nproc): each process needs at least one image per step"
+        )
+    share = cfg.batch_size // world.world_size
+    if world.is_main and share * world.world_size != cfg.batch_size:
+        log.warning("train: the global batch is %d, not %d: train.batch_size is not a multiple of train.nproc", share * world.world_size, cfg.batch_size)
+    return share
+
+
+def _device(name: str, world: World) -> torch.device:
+    """`train.device`; under DDP, the CUDA device LOCAL_RANK (one process per GPU) or the CPU."""
+    device = pick_device(name)
+    if not world.distributed:
+        return device
+    if device.type not in ("cuda", "cpu"):
+        raise PipelineError(f"train.nproc > 1 trains on CUDA GPUs (NCCL) or on the CPU (gloo), not on {device.type}")
+    return torch.device("cuda", world.local_rank) if device.type == "cuda" else device
+
+
+@contextmanager
+def process_group(world: World, device: torch.device) -> Iterator[None]:
+    """Join torchrun's process group (NCCL on CUDA, gloo on the CPU) for the duration; leave it even on error."""
+    if not world.distributed:
+        yield
+        return
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _barrier(world: World) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
+    if world.distributed:
+        torch.distributed.barrier()
+
+
+def _sum_over_processes(values: dict[str, float], world: World, device: torch.device) -> dict[str, float]:
+    """Each value summed over all processes (the values themselves in a single process)."""
+    if not world.distributed:
+        return values
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return dict(zip(values, tensor.tolist(), strict=True))
+
+
+def parameters_sha256(net: nn.Module) -> str:
+    """A digest of a network's parameters: equal on every process when DDP kept them in sync."""
+    digest = hashlib.sha256()
+    for tensor in net.parameters():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -113,7 +211,8 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.mixed_precision)
 
     def step(self, batch: Batch, forward_g: nn.Module, forward_d: nn.Module | None) -> dict[str, float]:
-        """One optimisation step of D (if any) then G; the losses as floats."""
+        """One optimisation step of D (if any) then G; the losses as floats. G's step calls a DDP-wrapped D's own module,
+        so that DDP does not expect D's gradients from it."""
         losses: dict[str, float] = {}
         with self._autocast():
             fake = forward_g(batch.l_norm)
@@ -130,7 +229,8 @@ class Trainer:
             loss_l1 = F.l1_loss(fake.float(), batch.ab_norm)
             loss_g = self.cfg.lambda_l1 * loss_l1
             if forward_d is not None:
-                loss_gan = self.gan_loss(forward_d(torch.cat([batch.l_norm, fake], 1)).float(), True)
+                judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
+                loss_gan = self.gan_loss(judge(torch.cat([batch.l_norm, fake], 1)).float(), True)
                 loss_g = loss_g + self.cfg.lambda_gan * loss_gan
                 losses["loss_g_gan"] = loss_gan.item()
         self.opt_g.zero_grad(set_to_none=True)
@@ -188,55 +288,113 @@ def _samples(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> Image.Image:
     return image_grid(rows, cell=96)
 
 
+def _forward(net: nn.Module | None, cfg: Train, world: World, device: torch.device) -> nn.Module | None:
+    """What the training step calls: `net`, compiled with `train.compile`, then wrapped in DDP under torchrun."""
+    if net is None:
+        return None
+    forward = torch.compile(net) if cfg.compile else net
+    if not world.distributed:
+        return forward
+    return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _epoch_order(count: int, epoch: int, rng: torch.Generator, sampler: DistributedSampler | None) -> torch.Tensor:
+    """The training images this process visits in the epoch, in order: all of them in a single process, else its
+    DistributedSampler shard (disjoint from the other processes', padded to the same length)."""
+    if sampler is None:
+        return torch.randperm(count, generator=rng)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler))
+
+
+def _train_epoch(
+    trainer: Trainer, data: tuple[torch.Tensor, torch.Tensor], order: torch.Tensor, batch_size: int, rng: torch.Generator,
+    forwards: tuple[nn.Module, nn.Module | None], world: World,
+) -> dict[str, float]:
+    """One pass over `order`; the mean losses and the throughput, over all processes."""
+    x_train, y_train = data
+    totals: dict[str, float] = {}
+    seen = 0
+    started = time.monotonic()
+    batches = range(0, len(order), batch_size)
+    desc = f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}"
+    with tqdm(batches, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True) as bar:
+        for start in bar:
+            index = order[start : start + batch_size].to(x_train.device)
+            x, y = augment(x_train[index].to(trainer.device), y_train[index].to(trainer.device), trainer.cfg.crop, rng)
+            losses = trainer.step(to_lab_batch(x, y), *forwards)
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value * len(index)
+            seen += len(index)
+            bar.set_postfix(img_s=f"{seen / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
+    seconds = time.monotonic() - started
+    totals = _sum_over_processes(totals | {"images": seen}, world, trainer.device)
+    images = totals.pop("images")
+    return {name: total / images for name, total in totals.items()} | {"images_per_second": images / seconds}
+
+
+def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Rank 0's end of an epoch: the dvclive metrics and samples, then the checkpoint."""
+    summary, samples = trainer.history[-1], trainer.cfg.samples
+    for name, value in summary.items():
+        live.log_metric(f"train/{name}", value)
+    if samples:
+        live.log_image(f"samples/epoch-{trainer.epoch:03d}.png", _samples(trainer, test[0][:samples], test[1][:samples]))
+    live.next_step()
+    save_checkpoint(checkpoint_path, trainer.state(key))
+    log.info("train: epoch %d/%d %s", trainer.epoch, trainer.cfg.epochs, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+
+
 def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> dict[str, Any]:
-    """Train (or resume) the colorizer; write models_root/generator.pt and checkpoint.pt; log to live_dir."""
+    """Train (or resume) the colorizer; write models_root/generator.pt and checkpoint.pt; log to live_dir. Under
+    torchrun with WORLD_SIZE > 1 this is one of the DDP processes, each training on its shard of every global batch."""
+    world = World.from_env()
+    batch_size = batch_per_process(params.train, world)
+    device = _device(params.train.device, world)
+    with process_group(world, device):
+        return _train(split_root, models_root, live_dir, params, world, device, batch_size)
+
+
+def _train(
+    split_root: Path, models_root: Path, live_dir: Path, params: Params, world: World, device: torch.device, batch_size: int
+) -> dict[str, Any]:
+    """train_model in this process, once its process group (if any) is set up."""
     cfg = params.train
-    device = pick_device(cfg.device)
     torch.manual_seed(params.seed)
     x_train, y_train, _ = load_split(split_root, "train")
     x_test, y_test, _ = load_split(split_root, "test")
     key = fingerprint(params, split_root)
     trainer = Trainer.create(cfg, device)
     checkpoint_path = models_root / CHECKPOINT_FILE
-    models_root.mkdir(parents=True, exist_ok=True)
-    (models_root / GENERATOR_FILE).unlink(missing_ok=True)  # only a finished run leaves a generator
+    if world.is_main:
+        models_root.mkdir(parents=True, exist_ok=True)
+        (models_root / GENERATOR_FILE).unlink(missing_ok=True)  # only a finished run leaves a generator
     state = _resumable(checkpoint_path, key)
+    _barrier(world)  # every process has read the checkpoint before rank 0 writes the next one
     if state is not None:
         trainer.restore(state)
-        log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
+        if world.is_main:
+            log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
     if device.type == "cuda":  # the dataset is small: keep it on the GPU so it never waits for the disk
         x_train, y_train = x_train.to(device), y_train.to(device)
-    forward_g = torch.compile(trainer.generator) if cfg.compile else trainer.generator
-    forward_d = trainer.discriminator
-    if cfg.compile and forward_d is not None:
-        forward_d = torch.compile(forward_d)
-    count = len(x_train)
-    with Live(dir=str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None) as live:
+    forwards = (_forward(trainer.generator, cfg, world, device), _forward(trainer.discriminator, cfg, world, device))
+    sampler = DistributedSampler(range(len(x_train)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
+    curves = Live(dir=str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None) if world.is_main else nullcontext()
+    with curves as live:  # rank 0's dvclive; None on the other ranks
         while trainer.epoch < cfg.epochs:
             epoch = trainer.epoch + 1
-            rng = torch.Generator().manual_seed(params.seed * 100_003 + epoch)  # the epoch's data order and crops
-            order = torch.randperm(count, generator=rng)
-            totals: dict[str, float] = {}
-            started = time.monotonic()
-            batches = range(0, count, cfg.batch_size)
-            with tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=None, dynamic_ncols=True) as bar:
-                for start in bar:
-                    index = order[start : start + cfg.batch_size].to(x_train.device)
-                    x, y = augment(x_train[index].to(device), y_train[index].to(device), cfg.crop, rng)
-                    losses = trainer.step(to_lab_batch(x, y), forward_g, forward_d)
-                    for name, value in losses.items():
-                        totals[name] = totals.get(name, 0.0) + value * len(index)
-                    bar.set_postfix(img_s=f"{(start + len(index)) / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
-            seconds = time.monotonic() - started
-            summary = {name: total / count for name, total in totals.items()} | {"images_per_second": count / seconds}
+            # the epoch's data order (single process), crops and flips; per rank under DDP, rank 0's as in a single process
+            rng = torch.Generator().manual_seed(params.seed * 100_003 + epoch + 1_000_003 * world.rank)
+            order = _epoch_order(len(x_train), epoch, rng, sampler)
+            summary = _train_epoch(trainer, (x_train, y_train), order, batch_size, rng, forwards, world)
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
-            for name, value in summary.items():
-                live.log_metric(f"train/{name}", value)
-            if cfg.samples:
-                live.log_image(f"samples/epoch-{epoch:03d}.png", _samples(trainer, x_test[: cfg.samples], y_test[: cfg.samples]))
-            live.next_step()
-            save_checkpoint(checkpoint_path, trainer.state(key))
-            log.info("train: epoch %d/%d %s", epoch, cfg.epochs, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+            if live is not None:
+                _publish_epoch(live, trainer, key, checkpoint_path, (x_test, y_test))
     info = {"epochs": trainer.epoch, "history": trainer.history, "train": cfg.model_dump(mode="json"), "seed": params.seed}
-    save_generator(models_root / GENERATOR_FILE, trainer.generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
+    if world.is_main:
+        save_generator(models_root / GENERATOR_FILE, trainer.generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
+    if world.distributed:
+        digest = parameters_sha256(trainer.generator)
+        log.info("train: rank %d of %d finished; generator parameters sha256 %s", world.rank, world.world_size, digest)
+    _barrier(world)  # generator.pt is in place before any process returns
     return info

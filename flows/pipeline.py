@@ -1,0 +1,123 @@
+"""The whole pipeline as one Prefect flow: `dvc repro` stage by stage, then push to the DVC remote (and commit in git).
+
+python -m flows.pipeline          rebuild once, now
+python -m flows.pipeline serve    serve it as a deployment on a cron schedule (see the Prefect UI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import EntrypointType
+from prefect.schedules import Cron
+from prefect.states import Failed, State
+
+from pipeline.config import PARAMS_FILE, Params, load_params
+from pipeline.errors import PipelineError
+from pipeline.publish import commit_version, push
+from pipeline.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
+
+ROOT = Path(".")
+DEPLOYMENT = "nightly"
+STAGE_RETRIES = {"scrape": 2}  # stages whose failures can be transient (the network)
+
+
+@task(cache_policy=NO_CACHE, retry_delay_seconds=30)
+def stage(name: str) -> None:
+    """One DVC stage: DVC runs it if it is stale and skips it otherwise."""
+    repro_stage(ROOT, name, get_run_logger().info)
+
+
+@task(cache_policy=NO_CACHE)
+def push_artifacts() -> int:
+    pushed = push(ROOT)
+    get_run_logger().info("dvc push: %s", f"{pushed} files pushed" if pushed else "the remote already has everything")
+    return pushed
+
+
+@task(cache_policy=NO_CACHE)
+def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
+    today = datetime.now(timezone.utc).date()
+    version = commit_version(ROOT, f"pipeline run {today}: rebuilt {', '.join(changed)}", today if tag else None)
+    get_run_logger().info("git: %s", f"commit {version[0]}" + (f", tag {version[1]}" if version[1] else "") if version else "nothing to commit")
+    return version
+
+
+def report(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
+    """The run's summary, as markdown for the Prefect UI."""
+    lines = ["# Pipeline run", "", "| stage | result |", "| --- | --- |"]
+    lines += [f"| {name} | {'rebuilt' if name in changed else 'up to date'} |" for name in stage_order(ROOT)]
+    lines += ["", f"- **dvc push**: {'off (publish.push)' if pushed is None else f'{pushed} files'}"]
+    if version:
+        lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
+    lines += ["", "Metrics: `dvc metrics show`; each stage's own flow run has its artifacts (evaluation grids, training table)."]
+    return "\n".join(lines)
+
+
+@flow(name="colorize-pipeline")
+def rebuild_and_publish() -> dict[str, Any] | State:
+    """Rebuild what is stale (DVC decides), push the new artifacts, and commit dvc.lock when publish.git_commit asks."""
+    try:
+        params = load_params(ROOT / PARAMS_FILE)
+        with workspace_lock(ROOT, "flows.pipeline"):
+            before = lock_entries(ROOT)
+            for name in stage_order(ROOT):
+                stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name)
+            changed = changed_stages(before, lock_entries(ROOT))
+            pushed = push_artifacts() if params.publish.push else None
+            version = commit_lock(changed, params.publish.git_tag) if changed and params.publish.git_commit else None
+    except PipelineError as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
+    create_markdown_artifact(key="pipeline-run", markdown=report(changed, pushed, version), description="What this run rebuilt and published")
+    return {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
+
+
+def serve(params: Params, cron: str | None, timezone_name: str | None) -> None:
+    """Serve the flow as the deployment colorize-pipeline/nightly; one run at a time, later ones wait in line."""
+    try:
+        schedule = Cron(cron or params.schedule.cron, timezone=timezone_name or params.schedule.timezone)
+    except ValueError as exc:
+        raise PipelineError(f"schedule: {exc}") from None
+    rebuild_and_publish.serve(
+        name=DEPLOYMENT,
+        schedules=[schedule],
+        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        description=rebuild_and_publish.description,
+        tags=["colorize"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file to validate (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", metavar="{serve}")
+    serving = commands.add_parser("serve", help="serve the deployment on a cron schedule (Ctrl-C stops it)")
+    serving.add_argument("--cron", help="cron schedule (default: schedule.cron in params.yaml)")
+    serving.add_argument("--timezone", help="the schedule's time zone (default: schedule.timezone in params.yaml)")
+    args = parser.parse_args()
+    try:
+        params = load_params(args.params)
+        if args.command == "serve":
+            serve(params, args.cron, args.timezone)
+        else:
+            state = rebuild_and_publish(return_state=True)
+            if state.is_failed():
+                sys.exit(f"pipeline: error: {state.message}")
+    except PipelineError as exc:
+        sys.exit(f"pipeline: error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("pipeline: interrupted; stages that finished are recorded in dvc.lock; run it again to finish")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Rebuild the DVC pipeline one stage at a time, with one rebuild per workspace at a time."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+LOCK_FILE = Path(".dvc/tmp/pipeline.lock")
+
+
+class StageFailed(PipelineError):
+    """`dvc repro` of one stage exited with an error."""
+
+
+class WorkspaceBusy(PipelineError):
+    """Another rebuild holds this workspace."""
+
+
+def stage_order(root: Path) -> list[str]:
+    """The names of the stages in dvc.yaml, each after the stages it depends on."""
+    import networkx as nx
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    try:
+        with Repo(str(root)) as repo:
+            graph = repo.index.graph
+            order = list(reversed(list(nx.topological_sort(graph))))
+    except DvcException as exc:
+        raise PipelineError(f"{root}: not a usable DVC pipeline ({exc})") from None
+    return [stage.name for stage in order if isinstance(stage, PipelineStage)]
+
+
+def lock_entries(root: Path) -> dict[str, Any]:
+    """What dvc.lock records per stage (params, dependency and output hashes); empty before the first run."""
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {})
+
+
+def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Stages whose dvc.lock entry differs: those that ran and recorded something new."""
+    return [name for name in after if before.get(name) != after[name]]
+
+
+def repro_stage(root: Path, stage: str, log: Callable[[str], None], tail_lines: int = 20) -> None:
+    """`dvc repro --single-item <stage>`: DVC decides whether it is stale; every output line goes to `log`."""
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"}
+    env["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    tail: deque[str] = deque(maxlen=tail_lines)
+    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                tail.append(line)
+                log(line)
+    if process.returncode != 0:
+        reason = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
+        raise StageFailed(f"stage {stage!r} failed (dvc repro exit code {process.returncode}): {reason}")
+
+
+@contextmanager
+def workspace_lock(root: Path, owner: str) -> Iterator[None]:
+    """Hold the workspace's rebuild lock; refuse clearly, naming the holder, when another rebuild has it."""
+    path = root / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkspaceBusy(f"{root.resolve()}: another pipeline run is rebuilding this workspace ({holder}); "
+                                "try again when it has finished") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{owner}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)

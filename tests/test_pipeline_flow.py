@@ -1,0 +1,196 @@
+"""The pipeline flow served as a scheduled deployment on a real Prefect server, publishing to the default DVC remote."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.deployments import run_deployment
+
+from pipeline.rebuild import workspace_lock
+from tests.workspace import STAGES, edit_params, make_workspace, run
+
+pytestmark = pytest.mark.e2e
+DEPLOYMENT = "colorize-pipeline/nightly"
+
+
+class Served:
+    """A workspace whose pipeline flow is being served, and the files its runs publish."""
+
+    def __init__(self, repo: Path, env: dict[str, str]):
+        self.repo, self.env = repo, env
+        self.remote = Path(env["HOME"]) / ".cache/colorize-pipeline/dvc-remote"
+
+    def trigger(self):
+        """Run the deployment through the API, as the UI's Run button does; returns the finished flow run."""
+        return run_deployment(DEPLOYMENT, timeout=600)
+
+    def remote_files(self) -> dict[str, int]:
+        return {str(path.relative_to(self.remote)): path.stat().st_mtime_ns for path in self.remote.rglob("*") if path.is_file()}
+
+    def git(self, *args: str) -> str:
+        return run(self.repo, self.env, "git", *args).stdout
+
+
+def files(folder: Path) -> dict[Path, bytes]:
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def task_run_names(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [task_run.name for task_run in sorted(runs, key=lambda task_run: task_run.start_time or task_run.expected_start_time)]
+
+
+def artifacts(flow_run_id) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {artifact.key: str(artifact.data) for artifact in found}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Iterator[Served]:
+    """`python -m flows.pipeline serve --cron '0 3 * * *'` in a fresh workspace that commits and tags what it rebuilds."""
+    repo, env = make_workspace(tmp_path_factory.mktemp("served"), prefect_api_url)
+    edit_params(repo, publish={"git_commit": True, "git_tag": True})
+    run(repo, env, "git", "commit", "-qam", "publish from the nightly run")
+    log = open(repo.parent / "serve.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.pipeline", "serve", "--cron", "0 3 * * *"],
+        cwd=repo, env={**env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 60
+            while not any(d.name == "nightly" for d in client.read_deployments()):
+                assert server.poll() is None and time.monotonic() < deadline, (repo.parent / "serve.log").read_text()
+                time.sleep(0.5)
+        yield Served(repo, env)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def first_run(served: Served):
+    """The first triggered run: it builds everything."""
+    flow_run = served.trigger()
+    return flow_run, (served.repo / "data/models/generator.pt").read_bytes()
+
+
+def test_the_deployment_has_its_cron_schedule_and_runs_one_at_a_time(served):
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+    assert [schedule.schedule.cron for schedule in deployment.schedules] == ["0 3 * * *"]
+    assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1
+
+
+def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_tags(served, first_run):
+    flow_run, _ = first_run
+    assert flow_run.state.is_completed(), flow_run.state.message
+    names = task_run_names(flow_run.id)
+    assert names[: len(STAGES)] == list(STAGES)
+    assert {name.split("-")[0] for name in names[len(STAGES):]} == {"push_artifacts", "commit_lock"}
+    summary = artifacts(flow_run.id)["pipeline-run"]
+    assert "| train | rebuilt |" in summary and "files" in summary
+    with get_client(sync_client=True) as client:
+        keys = {artifact.key for artifact in client.read_artifacts()}
+    assert {"clean-summary", "training"} <= keys  # the stages' own flow runs report to the same server
+
+    today = datetime.now(timezone.utc).date()
+    assert served.git("tag", "--list").split() == [f"colorize-{today}"]
+    assert served.git("show", "--name-only", "--format=%s", "HEAD").split("\n")[0].startswith(f"pipeline run {today}: rebuilt scrape")
+    assert not served.git("status", "--porcelain", "--", "dvc.lock")
+    assert len(served.remote_files()) > 10
+
+
+def test_a_run_with_nothing_to_rebuild_pushes_and_commits_nothing(served, first_run):
+    head, remote = served.git("rev-parse", "HEAD"), served.remote_files()
+    flow_run = served.trigger()
+    assert flow_run.state.is_completed(), flow_run.state.message
+    assert served.git("rev-parse", "HEAD") == head
+    assert served.remote_files() == remote
+    summary = artifacts(flow_run.id)["pipeline-run"]
+    assert "rebuilt |" not in summary and "0 files" in summary
+
+
+def test_a_run_triggered_while_another_is_in_progress_waits_for_it(served, first_run):
+    started = [run_deployment(DEPLOYMENT, timeout=0) for _ in range(2)]
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 300
+        while True:
+            runs = [client.read_flow_run(flow_run.id) for flow_run in started]
+            if all(flow_run.state.is_final() for flow_run in runs):
+                break
+            assert time.monotonic() < deadline, [flow_run.state for flow_run in runs]
+            time.sleep(1)
+    assert all(flow_run.state.is_completed() for flow_run in runs), [flow_run.state.message for flow_run in runs]
+    first, second = sorted(runs, key=lambda flow_run: flow_run.start_time)
+    assert second.start_time >= first.end_time  # never both running
+
+
+def test_a_clone_pulls_the_published_dataset_and_model_byte_identical(served, first_run, tmp_path):
+    clone = tmp_path / "clone"
+    run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
+    run(clone, served.env, "dvc", "pull")
+    for folder in ("data/split", "data/models"):
+        assert files(clone / folder) == files(served.repo / folder), folder
+
+
+def test_after_a_second_version_checking_out_the_first_tag_restores_the_first_model(served, first_run, tmp_path):
+    _, first_model = first_run
+    edit_params(served.repo, train={"epochs": 2})
+    flow_run = served.trigger()
+    assert flow_run.state.is_completed(), flow_run.state.message
+    second_model = (served.repo / "data/models/generator.pt").read_bytes()
+    assert second_model != first_model
+    tags = served.git("tag", "--list").split()
+    assert len(tags) == 2 and tags[1] == f"{tags[0]}-2"
+
+    clone = tmp_path / "clone"
+    run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
+    run(clone, served.env, "git", "checkout", "-q", tags[0])
+    run(clone, served.env, "dvc", "pull")
+    assert (clone / "data/models/generator.pt").read_bytes() == first_model
+    run(clone, served.env, "git", "checkout", "-q", tags[1])
+    run(clone, served.env, "dvc", "pull")
+    assert (clone / "data/models/generator.pt").read_bytes() == second_model
+
+
+def test_a_pull_from_a_remote_missing_an_object_fails_and_status_names_the_file(served, first_run, tmp_path):
+    clone = tmp_path / "clone"
+    run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
+    lock = (clone / "dvc.lock").read_text()
+    digest = hashlib.md5((served.repo / "data/models/generator.pt").read_bytes()).hexdigest()
+    stored = served.remote / "files/md5" / digest[:2] / digest[2:]
+    held = stored.with_suffix(".held")
+    stored.rename(held)
+    try:
+        result = run(clone, served.env, "dvc", "pull", check=False)
+        status = run(clone, served.env, "dvc", "status", "--cloud", check=False)
+        run(clone, served.env, "dvc", "pull", "data/split")
+    finally:
+        held.rename(stored)
+    assert result.returncode != 0
+    assert "failed to pull data from the cloud" in result.stderr and f"{digest[:2]}/{digest[2:]}" in result.stderr
+    assert re.search(r"deleted:\s+data/models/generator.pt", status.stdout)  # names the file the remote lacks
+    assert files(clone / "data/split") == files(served.repo / "data/split")  # and what it has can still be pulled
+    assert (clone / "dvc.lock").read_text() == lock
+
+
+def test_a_second_rebuild_of_a_busy_workspace_is_refused_with_the_holder_named(served, first_run):
+    with workspace_lock(served.repo, "test holder"):
+        result = run(served.repo, served.env, sys.executable, "-m", "flows.pipeline", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("pipeline: error: ")
+    assert "another pipeline run is rebuilding this workspace (test holder, pid" in result.stderr

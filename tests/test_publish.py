@@ -1,0 +1,73 @@
+"""The pipeline flow's building blocks: stage order, what changed, the workspace lock, and the git commit and tag."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipeline.publish import PublishError, commit_version
+from pipeline.rebuild import WorkspaceBusy, changed_stages, stage_order, workspace_lock
+from tests.workspace import REPO, STAGES
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.name", "Test")
+    git(tmp_path, "config", "user.email", "test@localhost")
+    for name in ("dvc.lock", "params.yaml", "notes.txt"):
+        (tmp_path / name).write_text("v1\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "start")
+    return tmp_path
+
+
+def test_the_stages_come_in_the_dags_order():
+    assert stage_order(REPO) == list(STAGES)
+
+
+def test_changed_stages_are_those_whose_lock_entry_differs():
+    before = {"scrape": {"outs": 1}, "clean": {"outs": 2}}
+    after = {"scrape": {"outs": 1}, "clean": {"outs": 3}, "resize": {"outs": 4}}
+    assert changed_stages(before, after) == ["clean", "resize"]
+    assert changed_stages(after, after) == []
+
+
+def test_a_second_holder_of_the_workspace_is_refused_by_name_until_the_first_lets_go(tmp_path):
+    with workspace_lock(tmp_path, "nightly run"):
+        with pytest.raises(WorkspaceBusy, match=r"another pipeline run is rebuilding this workspace \(nightly run, pid \d+, since "):
+            with workspace_lock(tmp_path, "manual run"):
+                pass
+    with workspace_lock(tmp_path, "manual run"):
+        pass
+
+
+def test_an_unchanged_version_commits_nothing(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    assert commit_version(repo, "nothing", date(2026, 1, 2)) is None
+    assert git(repo, "rev-parse", "HEAD") == head and not git(repo, "tag")
+
+
+def test_a_changed_version_commits_only_its_files_and_takes_a_free_tag(repo):
+    (repo / "notes.txt").write_text("work in progress\n")
+    tags = []
+    for content in ("v2\n", "v3\n"):
+        (repo / "dvc.lock").write_text(content)
+        commit, tag = commit_version(repo, f"rebuilt {content.strip()}", date(2026, 1, 2))
+        assert git(repo, "rev-parse", "--short", "HEAD").strip() == commit
+        tags.append(tag)
+    assert tags == ["colorize-2026-01-02", "colorize-2026-01-02-2"]
+    assert git(repo, "show", "--name-only", "--format=%s", "HEAD").split() == ["rebuilt", "v3", "dvc.lock"]
+    assert git(repo, "status", "--porcelain").strip() == "M notes.txt"  # other work is left alone
+
+
+def test_committing_outside_git_names_the_param(tmp_path):
+    with pytest.raises(PublishError, match="not in a git repository, which publish.git_commit needs"):
+        commit_version(tmp_path, "x", None)

@@ -1,0 +1,166 @@
+"""Training under torchrun: two gloo processes on the CPU train one generator with DistributedDataParallel, each on its
+own shard of every epoch, and only rank 0 runs the Prefect flow and writes the model, the checkpoint and the logs.
+
+Run as a module (`python -m torch.distributed.run ... -m tests.test_train_ddp <folder>`), this file is one of those
+processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+import pipeline.train
+from pipeline.colorizer import Colorizer
+from pipeline.config import load_params
+from pipeline.errors import PipelineError
+from pipeline.train import CHECKPOINT_FILE, GENERATOR_FILE, World, load_split, parameters_sha256, train_model
+from tests.test_train import tiny_params, tiny_split
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS, TRAIN_IMAGES = 2, 10
+
+
+@dataclass
+class Recording:
+    """What pipeline.train trained on (file names, batch by batch), what `probe` said at each batch, and what it logged."""
+
+    batches: list[list[str]] = field(default_factory=list)
+    probed: set[Any] = field(default_factory=set)
+    log: list[str] = field(default_factory=list)
+
+
+class _Messages(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def recording(split: Path, probe: Callable[[], Any] = lambda: None) -> Iterator[Recording]:
+    """Record the training of the images in `split` by this process."""
+    x, _, files = load_split(split, "train")
+    name_of = {image.numpy().tobytes(): name for image, name in zip(x, files, strict=True)}
+    seen = Recording()
+    augment = pipeline.train.augment
+
+    def recording_augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.batches.append([name_of[image.numpy().tobytes()] for image in x])
+        seen.probed.add(probe())
+        return augment(x, y, crop, rng)
+
+    logger, handler = logging.getLogger("pipeline.train"), _Messages(seen.log)
+    level = logger.level
+    pipeline.train.augment = recording_augment
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield seen
+    finally:
+        pipeline.train.augment = augment
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def record_one_rank(root: Path) -> None:
+    """One of torchrun's processes: train on root/split into root/models and root/live; record it in root/rank<N>.json."""
+    with recording(root / "split") as seen:
+        train_model(root / "split", root / "models", root / "live", load_params(root / "params.yaml"))
+    (root / f"rank{World.from_env().rank}.json").write_text(json.dumps({"batches": seen.batches, "log": seen.log}))
+
+
+def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path):
+    tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2})
+    (tmp_path / "params.yaml").write_text(json.dumps(tiny_params(EPOCHS, nproc=2).model_dump(mode="json")))  # batch_size 4
+    loopback = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo"}
+    env = {**os.environ, **loopback, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
+    command = [*torchrun, "-m", "tests.test_train_ddp", str(tmp_path)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+    # each rank does its half of every global batch of 4, on its own shard of the epoch's images
+    assert [[len(batch) for batch in rank["batches"]] for rank in ranks] == [[2, 2, 1] * EPOCHS] * 2
+    shards = [[sum(rank["batches"][3 * epoch : 3 * epoch + 3], []) for epoch in range(EPOCHS)] for rank in ranks]
+    for epoch in range(EPOCHS):
+        first, second = set(shards[0][epoch]), set(shards[1][epoch])
+        assert len(first) == len(second) == TRAIN_IMAGES // 2 and not first & second
+        assert first | second == {f"sky_train{i:02d}.png" for i in range(TRAIN_IMAGES)}
+    assert shards[0][0] != shards[0][1]  # the sampler reshuffles every epoch
+
+    # the same weights on both ranks, and rank 0 saved them
+    digests = [[line.split()[-1] for line in rank["log"] if "generator parameters sha256" in line] for rank in ranks]
+    generator = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, device="cpu")
+    assert digests == [[parameters_sha256(generator.net)]] * 2
+    checkpoint = torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=False)
+    assert generator.info["epochs"] == checkpoint["epoch"] == EPOCHS and len(checkpoint["history"]) == EPOCHS
+
+    # only rank 0 logged: one row per epoch, one sample image per epoch, its epoch lines only
+    assert list(pd.read_csv(tmp_path / "live/plots/metrics/train/loss_g_l1.tsv", sep="\t")["step"]) == list(range(EPOCHS))
+    samples = sorted(p.name for p in (tmp_path / "live/plots/images/samples").iterdir())
+    assert samples == [f"epoch-{epoch:03d}.png" for epoch in range(1, EPOCHS + 1)]
+    assert [sum(line.startswith("train: epoch") for line in rank["log"]) for rank in ranks] == [EPOCHS, 0]
+
+
+def test_the_stage_trains_without_prefect_on_ranks_other_than_0_and_leaves_the_writing_to_rank_0(tmp_path, monkeypatch):
+    tiny_split(tmp_path / "data" / "split", {"train": 4, "test": 2})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", "1")  # as torchrun's second process (in a world of one, so without a process group)
+    from prefect.context import FlowRunContext  # here, not above: torchrun's processes load this module and need no Prefect
+
+    from flows.train import stage
+
+    with recording(tmp_path / "data" / "split", probe=lambda: FlowRunContext.get() is not None) as seen:
+        stage(tiny_params(1))
+    assert seen.probed == {False} and len(seen.batches) == 1
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["split"]
+
+
+def test_the_stage_with_nproc_above_1_becomes_torchrun_on_loopback(monkeypatch):
+    from flows.train import stage
+
+    def execv(path: str, argv: list[str]) -> None:
+        raise SystemExit(argv)
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(sys, "argv", ["flows/train.py", "--params", "other.yaml"])
+    monkeypatch.setattr(os, "execv", execv)
+    with pytest.raises(SystemExit) as replaced:
+        stage(tiny_params(1, nproc=3))
+    assert replaced.value.code == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=3",
+        "-m", "flows.train", "--params", "other.yaml",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("world_size", "train", "error"),
+    [
+        (4, {"nproc": 4, "batch_size": 2}, r"train\.batch_size \(2\) is smaller than the number of training processes \(4"),
+        (2, {"nproc": 1}, r"train\.nproc is 1 but 2 training processes were started"),
+    ],
+)
+def test_a_batch_smaller_than_the_processes_or_another_number_of_them_is_refused_before_training(world_size, train, error, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    with pytest.raises(PipelineError, match=error):
+        train_model(tmp_path / "split", tmp_path / "models", tmp_path / "live", tiny_params(1, **train))
+    assert not (tmp_path / "models").exists()
+
+
+if __name__ == "__main__":
+    record_one_rank(Path(sys.argv[1]))
