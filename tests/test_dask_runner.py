@@ -15,7 +15,7 @@ from flows import clean, resize, scrape
 from flows.common import CONNECT_TIMEOUT, RunnerError, main, run_batch
 from pipeline.config import parse_params
 from tests.fakebing import FakeBing
-from tests.test_flows import task_run_names
+from tests.prefect_api import task_run_names
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 
 from pipeline.rebuild import workspace_lock
-from tests.workspace import STAGES, edit_params, make_workspace, run
+from tests.prefect_api import task_run_names
+from tests.workspace import STAGES, edit_params, files, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 DEPLOYMENT = "colorize-pipeline/nightly"
@@ -39,16 +40,6 @@ class Served:
 
     def git(self, *args: str) -> str:
         return run(self.repo, self.env, "git", *args).stdout
-
-
-def files(folder: Path) -> dict[Path, bytes]:
-    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
-
-
-def task_run_names(flow_run_id) -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return [task_run.name for task_run in sorted(runs, key=lambda task_run: task_run.start_time or task_run.expected_start_time)]
 
 
 def artifacts(flow_run_id) -> dict[str, str]:

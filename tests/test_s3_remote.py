@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.workspace import make_workspace, run
+from tests.workspace import files, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 BUCKET = "colorize-artifacts"
@@ -34,10 +33,6 @@ def s3_endpoint() -> Iterator[str]:
                  aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
     yield endpoint
     server.stop()
-
-
-def files(folder: Path) -> dict[Path, bytes]:
-    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 def test_the_raw_images_go_to_s3_and_comes_back_byte_identical_in_a_clone(tmp_path, prefect_api_url, s3_endpoint):

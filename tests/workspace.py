@@ -36,6 +36,11 @@ def edit_params(repo: Path, **sections: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+def files(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder`, by relative path, with its bytes: equal dicts mean byte-identical trees."""
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 def run(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
