@@ -24,7 +24,7 @@ from pipeline.config import Clean, Resize
 from pipeline.parallel import executor_map, process_pool
 from pipeline.resize import resize_dataset
 from pipeline.scrape import write_raw_manifest
-from pipeline.sources.base import save_raw
+from pipeline.sources.base import Scraped, save_raw
 from pipeline.sources.scenes import KNOWN_SCENES, render_scene
 
 
@@ -38,7 +38,7 @@ def make_photos(root: Path, count: int) -> list[Path]:
         encoded = io.BytesIO()
         Image.fromarray(pixels).save(encoded, "JPEG", quality=90)
         rows.append(save_raw(root, category, f"{index:05d}.jpg", encoded.getvalue(), "bench", "bench://"))
-    write_raw_manifest(root, rows)
+    write_raw_manifest(root, [Scraped(rows)])
     return [root / row.file for row in rows]
 
 

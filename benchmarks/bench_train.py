@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from pipeline.colorizer import pick_device
 from pipeline.config import Train
+from pipeline.devices import resolve_device
 from pipeline.train import Batch, Trainer
 
 SETUPS = {
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    device = pick_device(args.device)
+    device = resolve_device(args.device, "--device")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     variants = {"fp32": {"mixed_precision": False}}
     if device.type == "cuda":

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prefect import Flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from prefect.futures import PrefectFuture
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.futures import PrefectWrappedFuture
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.config import PARAMS_FILE, Params, load_params
@@ -34,6 +37,7 @@ R = TypeVar("R")
 
 DATA = Path("data")
 CONNECT_TIMEOUT = 5  # seconds for runner.address to answer
+WINDOW_PER_WORKER = 4  # batches submitted ahead per worker: enough to keep each busy, never the whole plan at once
 _IN_FOLDER = threading.Lock()  # a Dask worker process works in one flow's folder at a time
 
 
@@ -64,18 +68,34 @@ def run_batch(pool: Executor | None, folder: str | None, fn: Callable[[T], R], b
 
 @dataclass(frozen=True)
 class Batches:
-    """Submits per-item work as Prefect task runs on the flow's task runner; called, it is a `pipeline.parallel.BatchMapper`."""
+    """Submits per-item work as Prefect task runs on the flow's task runner, at most `window` of them at a time;
+    called, it is a `pipeline.parallel.BatchMapper`."""
 
     name: str
+    window: int
     pool: Executor | None = None
     folder: str | None = None
 
-    def submit(self, fn: Callable[[T], R], batch: T, name: str, **options: Any) -> PrefectFuture[R]:
+    def submit(self, fn: Callable[[T], R], batch: T, name: str, **options: Any) -> PrefectWrappedFuture[R, Any]:
         return run_batch.with_options(task_run_name=name, **options).submit(self.pool, self.folder, fn, batch)
 
+    def map(self, fn: Callable[[T], R], batches: Iterable[T], name: Callable[[int, T], str], **options: Any) -> Iterator[R]:
+        """fn(batch) for each batch, in order; batches are drawn from `batches` only as the window has room. When the
+        caller stops early (an error, Ctrl-C), the batches submitted but not started are cancelled."""
+        pending: deque[PrefectWrappedFuture[R, Any]] = deque()
+        try:
+            for index, batch in enumerate(batches):
+                pending.append(self.submit(fn, batch, name(index, batch), **options))
+                if len(pending) >= self.window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.wrapped_future.cancel()  # a no-op for those already running
+
     def __call__(self, fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
-        futures = [self.submit(fn, batch, f"{self.name}-{index:04d}") for index, batch in enumerate(batches)]
-        return (future.result() for future in futures)
+        return self.map(fn, batches, lambda index, _: f"{self.name}-{index:04d}")
 
 
 def _dask_client() -> Client | None:
@@ -95,14 +115,14 @@ def batch_tasks(name: str, workers: int, processes: bool = True) -> Iterator[Bat
         threads = client.nthreads()
         logger.info("%s: per-item work on Dask: scheduler %s, %d workers, %d threads; dashboard %s",
                     name, client.scheduler.address, len(threads), sum(threads.values()), client.dashboard_link)
-        yield Batches(name, folder=os.getcwd())
+        yield Batches(name, WINDOW_PER_WORKER * max(1, sum(threads.values())), folder=os.getcwd())
     elif processes:
         logger.info("%s: per-item work in a local process pool of %d workers", name, workers)
         with process_pool(workers) as pool:
-            yield Batches(name, pool)
+            yield Batches(name, WINDOW_PER_WORKER * workers, pool)
     else:
         logger.info("%s: per-item work in local threads", name)
-        yield Batches(name)
+        yield Batches(name, WINDOW_PER_WORKER * workers)
 
 
 def check_scheduler(address: str) -> None:
@@ -140,26 +160,21 @@ def task_runner(params: Params) -> TaskRunner:
     return DaskTaskRunner(address=runner.address)
 
 
-@contextlib.contextmanager
-def _api_for_workers() -> Iterator[None]:
-    """Without PREFECT_API_URL each Dask worker process would start a temporary Prefect server of its own:
-    start this process's one now and name it, so that the workers report to it."""
-    if PREFECT_API_URL.value():
-        yield
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start()
-    with temporary_settings({PREFECT_API_URL: server.api_url}):
-        yield
-
-
 def run_stage(stage: Flow[[Params], R], params: Params) -> R:
     """Run a stage's flow on `task_runner(params)`."""
     runner = task_runner(params)
-    with _api_for_workers() if params.runner.kind == "dask" else contextlib.nullcontext():
-        return stage.with_options(task_runner=runner)(params)
+    if params.runner.kind == "dask" and not PREFECT_API_URL.value():
+        from flows.temporary_server import api_for_workers
+
+        with api_for_workers():
+            return stage.with_options(task_runner=runner)(params)
+    return stage.with_options(task_runner=runner)(params)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C: the batches it cuts short report nothing more (their errors would only bury the stage's one line)."""
+    logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
 
 
 def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
@@ -167,6 +182,12 @@ def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args()
+    if not PREFECT_API_URL.value():
+        from flows.temporary_server import use_own_session_server
+
+        use_own_session_server()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         flow(load_params(args.params))
     except PipelineError as exc:

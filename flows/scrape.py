@@ -1,4 +1,5 @@
-"""scrape: obtain source.per_category images per category into data/raw, with provenance (manifest.csv)."""
+"""scrape: obtain source.per_category images per category into data/raw, with provenance (manifest.csv) and the
+outcome of every source URL tried (attempts.csv)."""
 
 from __future__ import annotations
 
@@ -15,42 +16,42 @@ from pipeline.config import Params
 from pipeline.fsutil import staged_output
 from pipeline.progress import track_batches
 from pipeline.scrape import plan_jobs, resume_key, run_job, write_raw_manifest
+from pipeline.sources.base import SAVED
 
 RAW = DATA / "raw"
 
 
 @flow(name="scrape")
-def scrape(params: Params) -> dict[str, int]:
+def scrape(params: Params) -> dict[str, dict[str, int]]:
     """Tasks run concurrently (one per Bing category, or per batch of local files); an interrupted run resumes."""
     source = params.source
     bing = source.kind == "bing"
     stop = threading.Event()
-    with staged_output(RAW, resume_key=resume_key(params)) as staging, batch_tasks("scrape", params.workers, processes=False) as tasks:
-        work = partial(run_job, params, root=staging, stop=stop if bing else None)  # only Bing stops early (and never runs on Dask)
-        futures = [
-            tasks.submit(work, job, f"scrape-{job.name}", retries=source.bing.retries if bing else 0, retry_delay_seconds=[2, 10, 30])
-            for job in plan_jobs(params)
-        ]
-        total = source.per_category * len(source.categories)
+    threads = source.bing.concurrent_categories if bing else params.workers  # the task runner's (see `run`)
+    with staged_output(RAW, resume_key=resume_key(params)) as staging, batch_tasks("scrape", threads, processes=False) as tasks:
+        work = partial(run_job, params, root=staging, stop=stop if bing else None)  # Bing never runs on Dask
+        results = tasks.map(work, plan_jobs(params), lambda _, job: f"scrape-{job.name}")
         try:
-            done = track_batches((future.result() for future in futures), total, "scrape", unit="file")
-            counts = write_raw_manifest(staging, [row for rows in done for row in rows])
+            counts = write_raw_manifest(staging, list(track_batches(results, source.per_category * len(source.categories), "scrape", unit="file")))
         except KeyboardInterrupt:
-            stop.set()  # running Bing downloads end soon; local batches are short anyway
+            stop.set()  # Bing transfers in flight are abandoned at once; local batches are short anyway
             raise
     logger = get_run_logger()
     for category in source.categories:
-        if counts.get(category, 0) < source.per_category:
-            logger.warning("%s: %d of %d images obtained", category, counts.get(category, 0), source.per_category)
+        if (saved := counts.get(category, {}).get(SAVED, 0)) < source.per_category:
+            logger.warning("%s: %d of %d images obtained", category, saved, source.per_category)
+    outcomes = sorted({outcome for per_outcome in counts.values() for outcome in per_outcome} - {SAVED})
     create_table_artifact(
         key="scrape-counts",
-        table=[{"category": category, "files": counts.get(category, 0)} for category in source.categories],
-        description=f"Files obtained per category from the {source.kind} source",
+        table=[{"category": category, SAVED: counts.get(category, {}).get(SAVED, 0), **{outcome: counts.get(category, {}).get(outcome, 0) for outcome in outcomes}}
+               for category in source.categories],
+        description=f"Files saved per category from the {source.kind} source, and the source URLs not saved, by reason "
+                    "(each one is in data/raw/attempts.csv)",
     )
     return counts
 
 
-def run(params: Params) -> dict[str, int]:
+def run(params: Params) -> dict[str, dict[str, int]]:
     """Local sources on params.runner; Bing always on `concurrent_categories` local threads: its downloads wait on
     the network, not the CPU, and Ctrl-C reaches them through a threading.Event, which stays in this process."""
     if params.source.kind != "bing":

@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean, category_slug
-from pipeline.fsutil import atomic_write_bytes, atomic_write_json, read_manifest, staged_output
+from pipeline.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, read_manifest, staged_output
 from pipeline.images import DECODE_ERRORS, PNG_LEVEL, colorfulness, hamming, perceptual_hash, to_rgb
 from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
@@ -47,7 +47,8 @@ REJECTED_COLUMNS = ["file", "category", "reason", "detail"]
 
 
 def _describe_non_image(path: Path) -> str:
-    head = path.read_bytes()[:64]
+    with open(path, "rb") as handle:
+        head = handle.read(64)
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "HTML page, not an image"
     return f"unknown format (starts with {head[:12]!r})"
@@ -112,7 +113,8 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
         extension = _PASSTHROUGH_FORMATS[str(image.format)] if passthrough else "png"
         kept = f"{category_slug(category)}/{sha256[:16]}.{extension}"
         if passthrough:
-            atomic_write_bytes(out_root / kept, path.read_bytes())
+            with open(path, "rb") as reader:
+                atomic_copy(reader, out_root / kept)
         else:
             encoded = io.BytesIO()
             rgb.save(encoded, "PNG", compress_level=PNG_LEVEL)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from pathlib import Path
 
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.colorizer import Colorizer
+from pipeline.devices import DEVICE_CHOICES, resolve_device
+from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_bytes
 from pipeline.images import DECODE_ERRORS, to_rgb
 
@@ -29,18 +31,24 @@ example:
   colorize old-photos/ scan.tif -o colorized/
 
 Folders contribute the files directly inside them (not sub-folders, not hidden files), in name order.
-Two inputs with the same name get <name>.png and <name>-2.png. Files that are not readable images
-are reported and skipped.
+Two inputs with the same name get <name>.png and <name>-2.png; an input inside OUTDIR is never
+overwritten. An input whose PNG already exists in OUTDIR is reported and skipped, unless
+--overwrite is given. Files that are not readable images are reported and skipped.
 
-exit status: 0 all colorized, 1 some inputs skipped, 2 usage error, bad model, or no input images"""
+exit status: 0 all colorized, 1 some inputs skipped (unreadable, or PNG exists), 2 usage error,
+bad model, or no input images"""
 
 
 class CliError(Exception):
     """A problem that stops the whole run: reported as one line, exit status 2."""
 
 
-class Unreadable(Exception):
-    """An input that is not a decodable image; the message says why."""
+class Skipped(Exception):
+    """An input left out, the others go on: reported as one line, exit status 1; the message says why."""
+
+
+class Unreadable(Skipped):
+    """An input that is not a decodable image."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for the PNGs (created if missing)"
     )
     parser.add_argument(
+        "--overwrite", action="store_true", help="replace PNGs already in OUTDIR (default: skip those inputs)"
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=DEFAULT_MODEL,
@@ -59,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generator file written by training (default: %(default)s)",
     )
     parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: CUDA, then MPS, then CPU (default: auto)"
+        "--device", default="auto", help=f"{DEVICE_CHOICES}; auto: CUDA, then MPS, then CPU (default: auto)"
     )
     return parser
 
@@ -92,13 +103,11 @@ def plan_outputs(inputs: list[Path], outdir: Path) -> list[Path]:
     return outputs
 
 
-def check_device(name: str) -> None:
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    if name in available and not available[name]():
-        raise CliError(f"--device {name} is not available on this machine (use --device auto or cpu)")
-
-
-def load_model(path: Path, device: str) -> Colorizer:
+def load_model(path: Path, device_name: str) -> Colorizer:
+    try:
+        device = resolve_device(device_name, "--device")
+    except PipelineError as exc:
+        raise CliError(str(exc)) from None
     if not path.is_file():
         raise CliError(f"model {path} not found: run `dvc repro` first or pass --model")
     try:
@@ -112,8 +121,9 @@ def read_image(path: Path) -> Image.Image:
     try:
         if path.stat().st_size == 0:
             raise Unreadable("empty file")
-        with Image.open(path) as image:
-            return to_rgb(ImageOps.exif_transpose(image))
+        with Image.open(path) as image:  # closes the file only: the pixels stay usable
+            ImageOps.exif_transpose(image, in_place=True)  # decodes, and rotates without keeping a second copy
+            return to_rgb(image)
     except UnidentifiedImageError:
         raise Unreadable("not an image (unrecognized format)") from None
     except Image.DecompressionBombError as exc:
@@ -138,18 +148,25 @@ def announce_renames(inputs: list[Path], outputs: list[Path]) -> None:
             print(f"{PROG}: {source} is written to {target} ({source.stem}.png is taken)", file=sys.stderr)
 
 
-def colorize_all(colorizer: Colorizer, inputs: list[Path], outputs: list[Path]) -> int:
-    """Colorize each input into its output; report and skip unreadable ones. Returns how many were skipped."""
+def colorize_all(colorizer: Colorizer, inputs: list[Path], outputs: list[Path], overwrite: bool) -> int:
+    """Colorize each input into its output; report and skip unreadable ones, and (unless `overwrite`) those whose output
+    already exists. Returns how many were skipped."""
     skipped = 0
     for source, target in tqdm(list(zip(inputs, outputs)), desc=PROG, unit="img", dynamic_ncols=True, disable=None):
         try:
-            image = read_image(source)
-        except Unreadable as exc:
+            colorize_file(colorizer, source, target, overwrite)
+        except Skipped as exc:
             tqdm.write(f"{PROG}: skipped {source}: {exc}", file=sys.stderr)
             skipped += 1
-            continue
-        write_png(colorizer.colorize(image), target)
     return skipped
+
+
+def colorize_file(colorizer: Colorizer, source: Path, target: Path, overwrite: bool) -> None:
+    """Colorize `source` into `target`; Skipped if `target` exists and may not be replaced, or `source` is unreadable.
+    The input is freed once colorized, before the PNG is encoded, so at most two full-size images are held at once."""
+    if not overwrite and os.path.lexists(target):  # plan_outputs gave this run's outputs distinct names: not one of ours
+        raise Skipped(f"{target} exists (use --overwrite to replace it)")
+    write_png(colorizer.colorize(read_image(source)), target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,10 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = find_inputs(args.inputs)
         outputs = plan_outputs(inputs, args.output)
-        check_device(args.device)
         colorizer = load_model(args.model, args.device)
         announce_renames(inputs, outputs)
-        skipped = colorize_all(colorizer, inputs, outputs)
+        skipped = colorize_all(colorizer, inputs, outputs, args.overwrite)
     except CliError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

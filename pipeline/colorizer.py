@@ -13,23 +13,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from pipeline.devices import resolve_device
 from pipeline.fsutil import atomic_write_bytes
 from pipeline.images import to_rgb
 from pipeline.lab import LabNormalization
 from pipeline.networks import GeneratorConfig, define_generator
+from pipeline.weights import load_weights
 
 MODEL_FORMAT = "colorize-pipeline/generator/1"
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto`: CUDA, then Apple's MPS, then CPU; otherwise the named device."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+STRIP_PIXELS = 1 << 18  # output pixels (all images of a batch together) converted from Lab at a time: ~100 MB of work
+_MODEL_INPUT_FILTER = Image.Resampling.LANCZOS  # as the resize stage makes the training images
 
 
 def save_generator(
@@ -60,19 +53,25 @@ class Colorizer:
     info: dict[str, Any]
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto") -> Colorizer:
+    def load(cls, path: Path, device: torch.device | str = "auto") -> Colorizer:
+        """The generator saved at `path`, on `device`. Never runs code from the file (weights only); a file that is not a
+        generator of this pipeline, or whose weights do not fit its architecture, is a ValueError that says which."""
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:
-            raise
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for other bytes
-            raise ValueError(f"{path} is not a generator saved by this pipeline ({type(exc).__name__})") from exc
+            payload = load_weights(path)
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a generator saved by this pipeline ({exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise ValueError(f"{path} is not a generator saved by this pipeline (expected format {MODEL_FORMAT})")
-        net = define_generator(GeneratorConfig(**payload["generator"]))
-        net.load_state_dict(payload["state_dict"])
-        target = pick_device(device)
-        return cls(net.to(target).eval(), LabNormalization(**payload["normalization"]), payload["image_size"], target, payload["info"])
+        try:
+            net = define_generator(GeneratorConfig(**payload["generator"]))
+            net.load_state_dict(payload["state_dict"])
+            normalization = LabNormalization(**payload["normalization"])
+            image_size, info = int(payload["image_size"]), dict(payload["info"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split())  # load_state_dict lists every missing and unexpected key over many lines
+            raise ValueError(f"{path}: the weights do not fit the architecture the file describes ({_shorten(reason)})") from None
+        target = device if isinstance(device, torch.device) else resolve_device(device, "device")
+        return cls(net.to(target).eval(), normalization, image_size, target, info)
 
     @torch.no_grad()
     def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
@@ -85,15 +84,77 @@ class Colorizer:
         return self.colorize_batch([image])[0]
 
     def colorize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
-        """`colorize` for each image; images of one size go through the network in one call."""
+        """`colorize` for each image; images of one size go through the network in one call.
+
+        The network sees each image scaled to model resolution; its ab is then upsampled and joined with the full-resolution
+        L in strips of rows, so the memory used beyond the input and output images does not grow with their size.
+        """
         if len({image.size for image in images}) > 1:
             return [self.colorize(image) for image in images]
-        rgb = torch.stack([torch.from_numpy(np.asarray(to_rgb(image), dtype=np.float32) / 255).permute(2, 0, 1) for image in images])
-        l_full, _ = self.normalization.split(rgb)
-        height, width = l_full.shape[-2:]
-        scale = self.image_size / min(height, width)
-        small = (max(1, round(height * scale)), max(1, round(width * scale)))
-        l_small = F.interpolate(l_full, size=small, mode="bilinear", antialias=True, align_corners=False)
-        ab = F.interpolate(self.predict_ab(l_small).cpu(), size=(height, width), mode="bilinear", align_corners=False)
-        out = np.clip(self.normalization.to_rgb(l_full, ab).permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
-        return [Image.fromarray(pixels, "RGB") for pixels in out]
+        rgbs = [_as_rgb(image) for image in images]
+        width, height = rgbs[0].size
+        small = self._model_size(width, height)
+        l_small, _ = self.normalization.split(_float_rgb([rgb.resize(small, _MODEL_INPUT_FILTER, reducing_gap=3.0) for rgb in rgbs]))
+        ab_small = self.predict_ab(l_small).cpu()
+        outputs = [Image.new("RGB", (width, height)) for _ in rgbs]
+        for top, bottom in _strips(height, len(rgbs) * width):
+            l_norm, _ = self.normalization.split(_float_rgb([rgb.crop((0, top, width, bottom)) for rgb in rgbs]))
+            rgb_out = self.normalization.to_rgb(l_norm, _upsampled_rows(ab_small, (height, width), top, bottom))
+            for output, pixels in zip(outputs, _to_uint8(rgb_out)):
+                output.paste(Image.fromarray(pixels, "RGB"), (0, top))
+        return outputs
+
+    def _model_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the network sees an image of this size at: the shorter side `image_size`, the aspect kept."""
+        scale = self.image_size / min(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """`image` itself when it is plain 8-bit RGB already (no full-size copy), else `to_rgb`'s conversion."""
+    return image if image.mode == "RGB" and "transparency" not in image.info else to_rgb(image)
+
+
+def _float_rgb(images: list[Image.Image]) -> torch.Tensor:
+    """(B,3,H,W) float32 in [0,1] of same-size RGB images."""
+    return torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1) for image in images])
+
+
+def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) float RGB in [0,1] -> (B,H,W,3) uint8, rounded."""
+    return np.clip(rgb.permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _strips(height: int, row_pixels: int) -> list[tuple[int, int]]:
+    """(top, bottom) row ranges covering `height` rows, each at most STRIP_PIXELS pixels (one row at least)."""
+    rows = max(1, STRIP_PIXELS // row_pixels)
+    return [(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def _upsampled_rows(ab: torch.Tensor, size: tuple[int, int], top: int, bottom: int) -> torch.Tensor:
+    """Rows top:bottom of `F.interpolate(ab, size, mode="bilinear", align_corners=False)`, without the rest: the source
+    rows each output row lies between are interpolated along the width, then blended as that would blend them (equal
+    up to float32 rounding: PyTorch's kernel may fuse the blend's multiply-add)."""
+    height, width = size
+    above, below, weight = _source_rows(ab.shape[-2], height, top, bottom)
+
+    def along_width(rows: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(ab[:, :, rows], size=(len(rows), width), mode="bilinear", align_corners=False)
+
+    below_weight = weight[:, None]  # one per row, the same along the width
+    return along_width(above) * (1 - below_weight) + along_width(below) * below_weight
+
+
+def _source_rows(source_height: int, height: int, top: int, bottom: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output rows top:bottom of a bilinear resize from `source_height` to `height` rows (align_corners=False): the
+    source row above and below each, and the weight of the one below, as PyTorch computes them: a float32 scale, and the
+    position rounded to float32 once (as its fused multiply-add does; exact in float64 before that)."""
+    scale = (torch.tensor(source_height, dtype=torch.float32) / height).double()
+    position = ((torch.arange(top, bottom, dtype=torch.float64) + 0.5) * scale - 0.5).float().clamp(min=0)
+    above = position.long().clamp(max=source_height - 1)
+    below = (above + 1).clamp(max=source_height - 1)
+    return above, below, (position - above).clamp(0, 1)
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

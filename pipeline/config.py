@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,13 +26,34 @@ class ParamsError(PipelineError):
     """params.yaml is missing, unreadable or invalid; the message names the key."""
 
 
+MAX_PER_CATEGORY = 1_000_000
+MAX_SLUG_LENGTH = 64  # a category's folder name, well under any file system's 255-byte limit on names
+
+LocalPath = Annotated[Path, Field(strict=False)]  # a path may be written as a string in YAML
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown keys, no coercion (`true` is not 1, "3" is not 3), immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def category_slug(name: str) -> str:
-    """The folder name for a category: lowercase ASCII letters, digits and '_' only (never a path)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    """The folder name for a category: lowercase ASCII letters, digits and '_' only (never a path), at most
+    MAX_SLUG_LENGTH characters; a longer name is cut and ends in a hash of the whole name, so names stay distinct."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    if len(slug) <= MAX_SLUG_LENGTH:
+        return slug
+    return f"{slug[: MAX_SLUG_LENGTH - 9].rstrip('_')}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def check_time_zone(name: str) -> str:
+    """`name` if it is an IANA time zone (UTC, Europe/Paris, ...), else a ValueError that says so."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown time zone; use an IANA name such as UTC or Europe/Paris") from None
+    return name
 
 
 class SyntheticSource(_Strict):
@@ -47,8 +70,9 @@ class SyntheticSource(_Strict):
 
 class BingSource(_Strict):
     endpoint: str = "https://www.bing.com/images/async"
-    timeout: Annotated[int, Field(ge=1)] = 15
-    retries: Annotated[int, Field(ge=0)] = 2
+    timeout: Annotated[int, Field(ge=1)] = 15  # seconds for the whole transfer of one URL (redirects included)
+    max_bytes: Annotated[int, Field(ge=1024)] = 20_000_000  # a larger image is refused (at the header when it says so)
+    retries: Annotated[int, Field(ge=0)] = 2  # per result page, on timeouts, network errors, 429 and 5xx
     concurrent_categories: Annotated[int, Field(ge=1)] = 4
     downloads_per_category: Annotated[int, Field(ge=1)] = 8
     adult_filter: bool = True
@@ -63,18 +87,18 @@ class BingSource(_Strict):
 
 
 class FolderSource(_Strict):
-    path: Path | None = None
+    path: LocalPath | None = None
 
 
 class Cifar10Source(_Strict):
-    root: Path | None = None  # the folder that holds cifar-10-batches-py
+    root: LocalPath | None = None  # the folder that holds cifar-10-batches-py
     download: bool = False  # fetch it into root when missing (needs internet)
 
 
 class Source(_Strict):
     kind: Literal["synthetic", "bing", "folder", "cifar10"] = "synthetic"
     categories: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
-    per_category: Annotated[int, Field(ge=1)] = 100
+    per_category: Annotated[int, Field(ge=1, le=MAX_PER_CATEGORY)] = 100
     synthetic: SyntheticSource = SyntheticSource()
     bing: BingSource = BingSource()
     folder: FolderSource = FolderSource()
@@ -186,6 +210,11 @@ class Schedule(_Strict):
     cron: str = "0 2 * * *"  # nightly at 02:00
     timezone: str = "UTC"
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        return check_time_zone(value)
+
 
 class Params(_Strict):
     seed: int = 42
@@ -238,6 +267,8 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

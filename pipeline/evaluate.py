@@ -10,6 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.colorizer import Colorizer
+from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_json, read_manifest, staged_output
 from pipeline.images import PNG_LEVEL, image_grid
@@ -34,7 +35,7 @@ def load_colorizer(model_path: Path, device: str = "auto") -> Colorizer:
     if not model_path.is_file():
         raise PipelineError(f"{model_path} not found: run the train stage first (dvc repro train)")
     try:
-        return Colorizer.load(model_path, device)
+        return Colorizer.load(model_path, resolve_device(device, "train.device"))
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
 

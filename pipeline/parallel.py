@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from typing import Protocol, TypeVar
 
@@ -33,9 +35,26 @@ def serial_map(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> 
     return map(fn, batches)
 
 
-def process_pool(workers: int) -> Executor:
-    """A process pool that is safe to start from a threaded program (spawned, not forked)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+@contextmanager
+def process_pool(workers: int) -> Iterator[Executor]:
+    """A process pool that is safe to start from a threaded program (spawned, not forked), for the duration.
+
+    Its processes ignore Ctrl-C (a terminal signals the whole process group): the program that owns the pool
+    decides. When the block ends in an error or an interrupt, the batches not started are dropped and the
+    running ones are killed, so the program stops at once rather than after the longest batch."""
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        yield pool
+    except BaseException:
+        processes = list((pool._processes or {}).values())  # no public way before Python 3.14's terminate_workers()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        raise
+    pool.shutdown()
 
 
 def executor_map(executor: Executor) -> BatchMapper:

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.fsutil import exclusive_lock
 
 LOCK_FILE = Path(".dvc/tmp/pipeline.lock")
 
 
 class StageFailed(PipelineError):
     """`dvc repro` of one stage exited with an error."""
-
-
-class WorkspaceBusy(PipelineError):
-    """Another rebuild holds this workspace."""
 
 
 def stage_order(root: Path) -> list[str]:
@@ -75,25 +70,6 @@ def repro_stage(root: Path, stage: str, log: Callable[[str], None], tail_lines: 
         raise StageFailed(f"stage {stage!r} failed (dvc repro exit code {process.returncode}): {reason}")
 
 
-@contextmanager
-def workspace_lock(root: Path, owner: str) -> Iterator[None]:
+def workspace_lock(root: Path, owner: str) -> AbstractContextManager[None]:
     """Hold the workspace's rebuild lock; refuse clearly, naming the holder, when another rebuild has it."""
-    path = root / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise WorkspaceBusy(f"{root.resolve()}: another pipeline run is rebuilding this workspace ({holder}); "
-                                "try again when it has finished") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{owner}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(root / LOCK_FILE, owner, f"{root.resolve()}: another pipeline run is rebuilding this workspace")

@@ -27,13 +27,15 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from pipeline import lab, networks
-from pipeline.colorizer import pick_device, save_generator
+from pipeline.colorizer import save_generator
 from pipeline.config import Params, Train
+from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
 from pipeline.images import image_grid
 from pipeline.lab import LabNormalization, rgb_to_lab
 from pipeline.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
+from pipeline.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def batch_per_process(cfg: Train, world: World) -> int:
 
 def _device(name: str, world: World) -> torch.device:
     """`train.device`; under DDP, the CUDA device LOCAL_RANK (one process per GPU) or the CPU."""
-    device = pick_device(name)
+    device = resolve_device(name, "train.device")
     if not world.distributed:
         return device
     if device.type not in ("cuda", "cpu"):
@@ -269,11 +271,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _resumable(path: Path, key: str) -> dict[str, Any] | None:
-    """The checkpoint at `path` if it was made with the same params and data, else None."""
+    """The checkpoint at `path` if it was made with the same params and data, else None. It is loaded as weights only
+    (tensors, dicts, lists, numbers: a pickle that would run code is refused); one that cannot be loaded is ignored,
+    with a warning, so that training starts from scratch instead of failing every run."""
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return state if state.get("fingerprint") == key else None
+    try:
+        state = load_weights(path)
+    except (OSError, ValueError) as exc:
+        log.warning("train: ignoring %s, which cannot be loaded as a checkpoint (%s); training from scratch", path, exc)
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == key else None
 
 
 def _samples(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> Image.Image:
@@ -372,9 +380,16 @@ def _train(
     state = _resumable(checkpoint_path, key)
     _barrier(world)  # every process has read the checkpoint before rank 0 writes the next one
     if state is not None:
-        trainer.restore(state)
-        if world.is_main:
-            log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
+        try:
+            trainer.restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            log.warning("train: ignoring %s, whose contents do not fit this training (%s); training from scratch", checkpoint_path, reason)
+            torch.manual_seed(params.seed)  # the same initial weights as a run that found no checkpoint
+            trainer, state = Trainer.create(cfg, device), None
+        else:
+            if world.is_main:
+                log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
     if device.type == "cuda":  # the dataset is small: keep it on the GPU so it never waits for the disk
         x_train, y_train = x_train.to(device), y_train.to(device)
     forwards = (_forward(trainer.generator, cfg, world, device), _forward(trainer.discriminator, cfg, world, device))

@@ -31,7 +31,10 @@ from PIL import Image
 HOST = "127.0.0.1"
 LIBRARY_ENDPOINT = "https://www.bing.com/images/async"
 
-Kind = Literal["html", "404", "truncated", "slow", "noext", "ftp", "file", "redirect_ftp"]
+Kind = Literal[
+    "html", "404", "truncated", "slow", "noext", "ftp", "file", "redirect_ftp",
+    "drip_headers", "drip_body", "drip_chunked", "slow_redirects", "huge", "endless", "short",
+]
 """What a special result index serves instead of a normal image:
 
 - html: an HTML page served as `.jpg` (not an image)
@@ -41,6 +44,16 @@ Kind = Literal["html", "404", "truncated", "slow", "noext", "ftp", "file", "redi
 - noext: a PNG at a URL without an extension
 - ftp, file: a murl with a non-http scheme (`ftp://127.0.0.1/…`, `file:///etc/passwd`)
 - redirect_ftp: an http URL that redirects to `ftp://127.0.0.1/…`
+
+Hostile servers, each of which would hold a download forever without a bound on the whole transfer:
+
+- drip_headers: the status line and headers, one byte every `drip_seconds`, without end
+- drip_body: a JPEG's headers at once, then its body one byte every `drip_seconds`
+- drip_chunked: a chunked JPEG, in chunks of one byte every `drip_seconds`
+- slow_redirects: a chain of redirects, each answered after `drip_seconds` (never reaching an image)
+- huge: a JPEG that announces a Content-Length of 2 GiB (and would send it)
+- endless: a JPEG without Content-Length whose body never ends
+- short: a JPEG whose body stops at half its announced Content-Length
 """
 
 NOT_AN_IMAGE = b"<!DOCTYPE html><html><body><h1>Not an image</h1></body></html>"
@@ -68,6 +81,7 @@ class FakeBing:
         page_size: int = 35,
         slow_seconds: float = 3.0,
         page_error_from: int | None = None,
+        drip_seconds: float = 1.0,
     ) -> None:
         self.images_per_query = images_per_query
         self.special = dict(special or {})
@@ -75,6 +89,8 @@ class FakeBing:
         self.page_size = page_size
         self.slow_seconds = slow_seconds
         self.page_error_from = page_error_from  # result pages with first >= this answer 500
+        self.drip_seconds = drip_seconds
+        self.page_refusals: list[tuple[int, str | None]] = []  # the next result-page requests answer (status, Retry-After)
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -203,6 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, fake: FakeBing, params: dict[str, str]) -> None:
         first, count = int(params.get("first", 0)), int(params.get("count", 35))
+        with fake._lock:
+            refusal = fake.page_refusals.pop(0) if fake.page_refusals else None
+        if refusal is not None:
+            status, retry_after = refusal
+            self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if fake.page_error_from is not None and first >= fake.page_error_from:
             self._send(500, b"internal error", "text/plain")
             return
@@ -220,10 +246,60 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             case "html":
                 self._send(200, fake.body(query, index), "text/html")
+            case "drip_headers" | "drip_body" | "drip_chunked" | "slow_redirects" | "huge" | "endless" | "short" as kind:
+                self._hostile(fake, kind, path, image_bytes(query, index))
             case kind:
                 if kind == "slow":
                     time.sleep(fake.slow_seconds)
                 self._send(200, fake.body(query, index), "image/png" if name.endswith(".png") else "image/jpeg")
+
+    def _hostile(self, fake: FakeBing, kind: str, path: str, jpeg: bytes) -> None:
+        """Serve `kind` (see `Kind`) until the client gives up, or for at most a minute."""
+        drip = fake.drip_seconds
+        try:
+            if kind == "drip_headers":
+                self._drip(b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"x" * 100_000, drip)
+            elif kind == "slow_redirects":
+                time.sleep(drip)
+                hop = int(self.path.rsplit("hop=", 1)[1]) + 1 if "hop=" in self.path else 1
+                self.send_response(302)
+                self.send_header("Location", f"{path}?hop={hop}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif kind == "drip_chunked":
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for byte in jpeg * 100:
+                    self.wfile.write(b"1\r\n" + bytes([byte]) + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(drip)
+            else:
+                length = {"huge": 2 * 1024**3, "short": len(jpeg), "drip_body": len(jpeg)}.get(kind)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if kind == "short":
+                    self.wfile.write(jpeg[: len(jpeg) // 2])
+                    self.close_connection = True
+                elif kind == "drip_body":
+                    self._drip(jpeg, drip)
+                else:  # huge, endless: a JPEG start, then zeros as fast as the client takes them
+                    self.wfile.write(jpeg[:16])
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        self.wfile.write(bytes(1 << 16))
+        except OSError:  # the client gave up, as it should
+            self.close_connection = True
+
+    def _drip(self, data: bytes, seconds: float) -> None:
+        for byte in data[: max(1, int(60 / seconds))]:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(seconds)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

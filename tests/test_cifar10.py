@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+from flows.common import main
+from flows.scrape import run as run_scrape
 from pipeline.config import ParamsError, parse_params
 from pipeline.errors import PipelineError
 from pipeline.scrape import plan_jobs, run_job, write_raw_manifest
@@ -42,8 +45,9 @@ def test_images_of_the_chosen_classes_are_saved_as_pngs_with_their_index(tmp_pat
     images = write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     chosen = params(tmp_path / "cifar")
-    rows = [row for job in plan_jobs(chosen) for row in run_job(chosen, job, tmp_path / "raw")]
-    write_raw_manifest(tmp_path / "raw", rows)
+    results = [run_job(chosen, job, tmp_path / "raw") for job in plan_jobs(chosen)]
+    write_raw_manifest(tmp_path / "raw", results)
+    rows = [row for result in results for row in result.files]
     manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert manifest.groupby("category").size().to_dict() == {"airplane": 4, "automobile": 4}
     for row in rows:
@@ -56,7 +60,7 @@ def test_a_name_that_is_not_a_cifar_class_is_a_clear_error(tmp_path):
     write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     with pytest.raises(PipelineError, match="'cats' is not a CIFAR-10 class"):
-        plan_jobs(params(tmp_path / "cifar", categories=["cats"]))
+        list(plan_jobs(params(tmp_path / "cifar", categories=["cats"])))
 
 
 def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path):
@@ -65,3 +69,63 @@ def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path
     with pytest.raises(ParamsError, match="source.cifar10.root: required"):
         parse_params({"source": {"kind": "cifar10"}})
     assert params(tmp_path, cifar10={"root": str(tmp_path), "download": True}).source.cifar10.download
+
+
+class _WritesMarker:
+    """Unpickled by a plain pickle.load, this would create `path` (as any code could run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_official_style_batches_are_read_at_any_pickle_protocol(tmp_path, protocol):
+    images = write_cifar(tmp_path / "cifar")
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    for batch in range(5):  # as CIFAR's own files: bytes keys (Python 2 strings), written at this protocol
+        entry = pickle.loads((folder / f"data_batch_{batch + 1}").read_bytes())
+        (folder / f"data_batch_{batch + 1}").write_bytes(pickle.dumps({key.encode(): value for key, value in entry.items()}, protocol=protocol))
+    training_set.cache_clear()
+    loaded, labels, classes = training_set(tmp_path / "cifar", False)
+    assert np.array_equal(loaded, images) and classes == CLASSES and labels.tolist()[:4] == [0, 1, 2, 0]
+
+
+def test_a_batch_that_would_run_code_is_refused_by_name_and_runs_nothing(tmp_path, monkeypatch, prefect_api_url):
+    write_cifar(tmp_path / "cifar")
+    marker = tmp_path / "marker"
+    batch = tmp_path / "cifar" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(pickle.dumps({"data": _WritesMarker(marker), "labels": []}))
+    training_set.cache_clear()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    Path("params.yaml").write_text(yaml.safe_dump({"source": {"kind": "cifar10", "categories": ["airplane"], "per_category": 2,
+                                                              "cifar10": {"root": str(tmp_path / "cifar")}}}))
+    monkeypatch.setattr("sys.argv", ["python -m flows.scrape"])
+    with pytest.raises(SystemExit) as exit_info:
+        main("scrape", run_scrape, "scrape")
+    assert exit_info.value.code == f"scrape: error: {batch}: not a CIFAR-10 batch (UnpicklingError: refers to pathlib.Path.touch, which a CIFAR-10 batch never does)"
+    assert not marker.exists()
+    assert not Path("data/raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"<html>not a pickle</html>", "not a CIFAR-10 batch (UnpicklingError"),
+        (pickle.dumps([1, 2, 3]), "holds a list, not a dict"),
+        (pickle.dumps({"data": np.zeros((2, 5), np.uint8), "labels": [0, 1]}), "'data' is not an N×3072 uint8 array"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "'labels' is not a list of 2 class numbers"),
+        (b"", "not a CIFAR-10 batch (EOFError"),
+    ],
+)
+def test_a_file_that_is_not_a_cifar_batch_is_one_line_naming_it(tmp_path, content, reason):
+    write_cifar(tmp_path / "cifar")
+    batch = tmp_path / "cifar" / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(content)
+    training_set.cache_clear()
+    with pytest.raises(PipelineError) as info:
+        list(plan_jobs(params(tmp_path / "cifar")))
+    assert str(info.value).startswith(f"{batch}: ") and reason in str(info.value) and "\n" not in str(info.value)

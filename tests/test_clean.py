@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from pipeline.clean import NearDuplicateIndex, clean_dataset, inspect_file
 from pipeline.config import Clean
 from pipeline.scrape import write_raw_manifest
-from pipeline.sources.base import save_raw
+from pipeline.sources.base import Scraped, save_raw
 from pipeline.sources.synthetic import png_rgb16
 from tests.images import colorful, encode
 
@@ -159,7 +160,7 @@ def test_near_duplicate_index_finds_exactly_the_hashes_within_distance():
 def _raw_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
     root = tmp_path / "raw"
     rows = [save_raw(root, name.split("/")[0], name.split("/")[1], data, "test", f"test://{name}") for name, data in files.items()]
-    write_raw_manifest(root, rows)
+    write_raw_manifest(root, [Scraped(rows)])
     return root
 
 
@@ -208,3 +209,26 @@ def test_failure_midway_leaves_no_output(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         clean_dataset(raw, tmp_path / "clean", RULES)
     assert not (tmp_path / "clean").exists()
+
+
+def test_a_large_file_that_is_not_an_image_is_described_from_its_first_bytes_only(tmp_path):
+    (tmp_path / "raw" / "cat").mkdir(parents=True)
+    with open(tmp_path / "raw" / "cat" / "page.jpg", "wb") as handle:
+        handle.write(b"<html><body>" + b"x" * (64 * 1024 * 1024) + b"</body></html>")
+    tracemalloc.start()
+    result = inspect_file(tmp_path / "raw", tmp_path / "out", RULES, "cat/page.jpg", "cat", "0" * 64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (result.reason, result.detail) == ("not_an_image", "HTML page, not an image")
+    assert peak < 1024 * 1024  # the head, not the 64 MB
+
+
+def test_a_kept_jpeg_is_copied_as_a_stream(tmp_path):
+    data = encode(colorful(6000, 4000), "JPEG", quality=95)
+    row = save_raw(tmp_path / "raw", "cat", "big.jpg", data, "test", "test://")
+    tracemalloc.start()
+    result = inspect_file(tmp_path / "raw", tmp_path / "out", RULES, row.file, row.category, row.sha256)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (tmp_path / "out" / result.file).read_bytes() == data
+    assert peak < len(data) / 2  # the decoder's buffers live outside Python's allocator; the copy never holds the file

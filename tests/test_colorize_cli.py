@@ -131,6 +131,55 @@ def test_an_input_in_the_output_folder_is_never_overwritten(model: Path, tmp_pat
     assert Image.open(tmp_path / "photo-2.png").size == (24, 24)
 
 
+def test_an_unrelated_file_in_the_output_folder_is_left_alone_and_reported(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "photo.jpg").write_bytes(encode(colorful(24, 20), "JPEG"))
+    (tmp_path / "in" / "other.png").write_bytes(encode(colorful(24, 20), "PNG"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "photo.png").write_bytes(b"someone else's file")
+
+    assert run(model, tmp_path / "in", "-o", tmp_path / "out") == 1
+
+    assert (tmp_path / "out" / "photo.png").read_bytes() == b"someone else's file"
+    assert Image.open(tmp_path / "out" / "other.png").size == (24, 20)
+    captured = capsys.readouterr()
+    skipped, target = tmp_path / "in" / "photo.jpg", tmp_path / "out" / "photo.png"
+    assert captured.err == f"colorize: skipped {skipped}: {target} exists (use --overwrite to replace it)\n"
+    assert f"colorized 1 images into {tmp_path / 'out'} (1 skipped)" in captured.out
+
+
+def test_overwrite_replaces_an_existing_file(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "photo.jpg").write_bytes(encode(colorful(24, 20), "JPEG"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "photo.png").write_bytes(b"someone else's file")
+
+    assert run(model, tmp_path / "photo.jpg", "-o", tmp_path / "out", "--overwrite") == 0
+
+    assert Image.open(tmp_path / "out" / "photo.png").size == (24, 20)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_second_run_into_the_same_folder_skips_everything_it_would_overwrite(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_good(tmp_path / "in")
+    assert run(model, tmp_path / "in", "-o", tmp_path / "out") == 0
+    first = {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir()}
+    capsys.readouterr()
+
+    assert run(model, tmp_path / "in", "-o", tmp_path / "out") == 1
+
+    assert {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir()} == first
+    captured = capsys.readouterr()
+    for name in GOOD:
+        target = tmp_path / "out" / f"{Path(name).stem}.png"
+        assert f"colorize: skipped {tmp_path / 'in' / name}: {target} exists (use --overwrite" in captured.err, name
+    assert len(captured.err.splitlines()) == len(GOOD)
+    assert f"colorized 0 images into {tmp_path / 'out'} ({len(GOOD)} skipped)" in captured.out
+
+
 def test_a_missing_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_good(tmp_path / "in")
     missing = tmp_path / "data" / "models" / "generator.pt"
@@ -160,6 +209,53 @@ def test_an_invalid_model_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert err.startswith(f"colorize: error: cannot load model {model}") and err.count("\n") == 1
 
 
+class _WritesMarker:
+    """Unpickled by torch.load(weights_only=False), this would create `path` (as any code could run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("other_architecture", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
+        ("missing_key", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
+        ("extra_key", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
+        ("unknown_config_key", "the weights do not fit the architecture the file describes (GeneratorConfig.__init__() got an unexpected"),
+        ("runs_code", "is not a generator saved by this pipeline (refused: it holds more than tensors and plain data"),
+    ],
+)
+def test_a_model_file_that_does_not_fit_or_would_run_code_is_exit_2_in_one_line(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, reason: str
+) -> None:
+    write_good(tmp_path / "in")
+    marker = tmp_path / "marker"
+    payload = torch.load(model, weights_only=True)
+    weights = dict(payload["state_dict"])
+    if change == "other_architecture":
+        payload["generator"] = {**payload["generator"], "base_filters": 16}
+    elif change == "missing_key":
+        weights.pop(next(iter(weights)))
+    elif change == "extra_key":
+        weights["extra.weight"] = torch.zeros(1)
+    elif change == "unknown_config_key":
+        payload["generator"] = {**payload["generator"], "heads": 4}
+    else:
+        payload["info"] = _WritesMarker(marker)
+    bad = tmp_path / "generator.pt"
+    bad.write_bytes(_torch_bytes({**payload, "state_dict": weights}))
+
+    assert run(bad, tmp_path / "in", "-o", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"colorize: error: cannot load model {bad}: ") and reason in err and err.count("\n") == 1, err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_no_input_images_is_an_error(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
 
@@ -180,7 +276,7 @@ def test_an_unavailable_device_is_an_error(model: Path, tmp_path: Path, capsys: 
 
     assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model), "--device", "cuda"]) == 2
 
-    assert "--device cuda is not available" in capsys.readouterr().err
+    assert "--device: 'cuda': this machine has no CUDA device" in capsys.readouterr().err
 
 
 def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,3 +286,4 @@ def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
     assert "usage: colorize" in help_text and "example:" in help_text and "data/models/generator.pt" in help_text
+    assert "--overwrite" in help_text

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2lab
 
+from pipeline import colorizer as colorizer_module
 from pipeline.colorizer import Colorizer, save_generator
+from pipeline.images import to_rgb
 from pipeline.lab import LabNormalization
 from pipeline.networks import GeneratorConfig, define_generator
 from tests.images import colorful
@@ -98,3 +101,75 @@ def test_colorize_returns_rgb_at_the_input_size(colorizer: Colorizer, mode: str,
     assert image.mode == mode
     out = colorizer.colorize(image)
     assert (out.mode, out.size) == ("RGB", size)
+
+
+def _record_predictions(colorizer: Colorizer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(L in, ab out) of every network call the colorizer makes from now on in this test."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    predict = colorizer.predict_ab
+
+    def recording(l_norm: torch.Tensor) -> torch.Tensor:
+        calls.append((l_norm, predict(l_norm)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(colorizer, "predict_ab", recording)
+    return calls
+
+
+def _whole_image_result(image: Image.Image, ab_small: torch.Tensor) -> np.ndarray:
+    """The whole-frame reference: full-resolution L and ab upsampled in one piece, joined and converted at once."""
+    normalization = LabNormalization()
+    l_full, _ = normalization.split(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False)
+    rgb = normalization.to_rgb(l_full, ab)[0].permute(1, 2, 0).numpy()
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("size", "model_input"),
+    [((57, 301), (169, 32)), ((301, 57), (32, 169)), ((20, 13), (32, 49))],
+    ids=["tall", "wide", "smaller-than-the-model"],
+)
+def test_strips_join_into_the_whole_image_result(
+    colorizer: Colorizer, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], model_input: tuple[int, int]
+) -> None:
+    monkeypatch.setattr(colorizer_module, "STRIP_PIXELS", 7 * size[0])  # 7 rows a strip, so several strips
+    calls = _record_predictions(colorizer, monkeypatch)
+    image = colorful(*size, seed=5)
+
+    out = colorizer.colorize(image)
+
+    assert (out.mode, out.size) == ("RGB", size)
+    ((l_small, ab_small),) = calls
+    assert l_small.shape == (1, 1, *model_input)  # shorter side IMAGE_SIZE, aspect kept
+    difference = np.abs(np.asarray(out, dtype=int) - _whole_image_result(image, ab_small))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3  # the same up to float32 rounding
+
+
+def test_no_float_copy_of_a_whole_large_image_is_made(colorizer: Colorizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    strip_pixels = 4000
+    monkeypatch.setattr(colorizer_module, "STRIP_PIXELS", strip_pixels)
+    converted: list[int] = []
+    for method in ("split", "to_rgb"):
+        original = getattr(LabNormalization, method)
+
+        def counting(self: LabNormalization, first: torch.Tensor, *rest: torch.Tensor, original=original) -> object:
+            converted.append(first[:, 0].numel())
+            return original(self, first, *rest)
+
+        monkeypatch.setattr(LabNormalization, method, counting)
+
+    out = colorizer.colorize(colorful(400, 300, seed=2))
+
+    assert out.size == (400, 300)
+    assert sum(converted) > 2 * 400 * 300  # every pixel went through Lab and back
+    assert max(converted) <= strip_pixels
+
+
+def test_an_rgb_image_with_a_transparent_color_is_composited_on_white(colorizer: Colorizer) -> None:
+    image = colorful(40, 30, seed=4)
+    keyed = image.copy()
+    keyed.info["transparency"] = image.getpixel((0, 0))
+
+    assert np.array_equal(np.asarray(colorizer.colorize(keyed)), np.asarray(colorizer.colorize(to_rgb(keyed))))
+    assert not np.array_equal(np.asarray(colorizer.colorize(keyed)), np.asarray(colorizer.colorize(image)))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import DEFAULT_CATEGORIES, ParamsError, category_slug, load_params, parse_params
+from pipeline.config import DEFAULT_CATEGORIES, MAX_SLUG_LENGTH, ParamsError, category_slug, load_params, parse_params
+from pipeline.scrape import plan_jobs, run_job
 
 
 def test_the_committed_params_file_is_valid_and_uses_the_defaults():
@@ -31,6 +33,11 @@ def test_the_committed_params_file_is_valid_and_uses_the_defaults():
         ({"source": {"bing": {"endpoint": "file:///etc/passwd"}}}, "source.bing.endpoint: must be an http"),
         ({"resize": {"mode": "stretch"}}, "resize.mode"),
         ({"clean": {"near_duplicate_distance": -1}}, "clean.near_duplicate_distance"),
+        ({"train": {"epochs": True}}, "train.epochs: Input should be a valid integer (got True)"),
+        ({"train": {"lr": "0.001"}}, "train.lr: Input should be a valid number"),
+        ({"source": {"bing": {"adult_filter": "yes"}}}, "source.bing.adult_filter: Input should be a valid boolean (got 'yes')"),
+        ({"source": {"per_category": 10**9}}, "source.per_category: Input should be less than or equal to 1000000"),
+        ({"schedule": {"timezone": "Mars/Base"}}, "schedule.timezone: unknown time zone; use an IANA name such as UTC or Europe/Paris (got 'Mars/Base')"),
         ([1, 2], "must be a mapping"),
     ],
 )
@@ -63,3 +70,25 @@ def test_unreadable_and_invalid_yaml_files(tmp_path):
     bad.write_text(yaml.safe_dump({"resize": {"size": 2}}))
     with pytest.raises(ParamsError, match=r"resize.size: Input should be greater than or equal to 8 \(got 2\)"):
         load_params(bad)
+
+
+def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes("seed: 1\n# café\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match=r"params.yaml: not UTF-8 text \(byte 0xe9 at offset 13\)$"):
+        load_params(bad)
+
+
+def test_paths_and_whole_numbers_are_accepted_as_yaml_writes_them():
+    params = parse_params({"source": {"kind": "folder", "folder": {"path": "/tmp"}}, "train": {"lr": 1}})
+    assert params.source.folder.path == Path("/tmp") and params.train.lr == 1.0
+
+
+def test_category_names_too_long_for_a_file_name_get_short_distinct_folder_names(tmp_path):
+    long_a, long_b = "sunset over the " * 20 + "sea", "sunset over the " * 20 + "hills"
+    params = parse_params({"source": {"categories": [long_a, long_b], "per_category": 2}})
+    slugs = [category_slug(name) for name in params.source.categories]
+    assert len(set(slugs)) == 2 and all(len(slug) <= MAX_SLUG_LENGTH for slug in slugs)
+    assert slugs[0].startswith("sunset_over_the_sunset") and category_slug(long_a) == slugs[0]  # stable
+    rows = [row for job in plan_jobs(params) for row in run_job(params, job, tmp_path).files]
+    assert sorted({row.file.split("/")[0] for row in rows}) == sorted(slugs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
@@ -23,10 +25,14 @@ def workspace(tmp_path, monkeypatch, prefect_api_url):
     return tmp_path
 
 
-def artifact_keys(flow_run_id) -> set[str]:
+def artifacts(flow_run_id) -> dict[str, object]:
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-        return {artifact.key for artifact in artifacts}
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return {artifact.key: artifact.data for artifact in found}
+
+
+def artifact_keys(flow_run_id) -> set[str]:
+    return set(artifacts(flow_run_id))
 
 
 def test_bing_scrape_runs_one_task_per_category_and_records_provenance(workspace):
@@ -39,7 +45,14 @@ def test_bing_scrape_runs_one_task_per_category_and_records_provenance(workspace
         state = scrape(params, return_state=True)
     assert state.is_completed()
     assert sorted(task_run_names(state.state_details.flow_run_id)) == ["scrape-blue sea-0", "scrape-red car-0"]
-    assert "scrape-counts" in artifact_keys(state.state_details.flow_run_id)
+    counts = json.loads(artifacts(state.state_details.flow_run_id)["scrape-counts"])
+    assert counts == [{"category": "red car", "saved": 6, "not_an_image": 1}, {"category": "blue sea", "saved": 6, "not_an_image": 1}]
+    attempts = pd.read_csv(workspace / "data/raw/attempts.csv", keep_default_na=False)
+    assert attempts.groupby(["category", "outcome"]).size().to_dict() == {
+        ("blue sea", "not_an_image"): 1, ("blue sea", "saved"): 6, ("red car", "not_an_image"): 1, ("red car", "saved"): 6
+    }
+    failed = attempts[attempts["outcome"] != "saved"].iloc[0]
+    assert failed["source_url"].endswith("/3.jpg") and failed["detail"].startswith("not an image (starts with b'<!DOCTYPE html>")
     manifest = pd.read_csv(workspace / "data/raw/manifest.csv")
     assert manifest.groupby("category").size().to_dict() == {"blue sea": 6, "red car": 6}
     assert manifest["source_url"].str.startswith(endpoint.rsplit("/images", 1)[0]).all()

@@ -1,11 +1,18 @@
-"""Staged outputs: nothing appears until the work succeeds; resuming keeps work only for the same key."""
+"""Staged outputs: nothing appears until the work succeeds; resuming keeps work only for the same key; one builder at a time."""
 
 from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tracemalloc
 
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_write_bytes, read_manifest, staged_output, staging_path
+from pipeline.fsutil import atomic_copy, atomic_write_bytes, read_manifest, sha256_file, staged_output, staging_path
+from tests.workspace import REPO
 
 
 def test_output_appears_only_on_success(tmp_path):
@@ -50,3 +57,41 @@ def test_a_missing_manifest_says_which_and_what_to_do(tmp_path):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_bytes(tmp_path / "a" / "b.bin", b"data")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.bin"]
+
+
+def test_written_files_get_the_mode_the_umask_gives_not_0600(tmp_path):
+    script = (
+        "import os, sys; os.umask(int(sys.argv[2], 8)); from pathlib import Path; from pipeline.fsutil import atomic_write_bytes, atomic_copy; "
+        "atomic_write_bytes(Path(sys.argv[1]) / 'written', b'x'); atomic_copy(open(Path(sys.argv[1]) / 'written', 'rb'), Path(sys.argv[1]) / 'copied')"
+    )
+    for umask, mode in (("022", 0o644), ("007", 0o660)):
+        folder = tmp_path / umask
+        folder.mkdir()
+        subprocess.run([sys.executable, "-c", script, str(folder), umask], check=True, cwd=REPO)
+        assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()} == {"written": mode, "copied": mode}
+
+
+def test_a_second_process_building_the_same_output_is_refused_with_the_holder_named(tmp_path):
+    final = tmp_path / "out"
+    with staged_output(final) as staging:
+        (staging / "mine.txt").write_text("first")
+        script = "import sys; from pathlib import Path; from pipeline.fsutil import staged_output\nwith staged_output(Path(sys.argv[1])): pass"
+        second = subprocess.run([sys.executable, "-c", script, str(final)], capture_output=True, text=True, cwd=REPO)
+        assert second.returncode != 0
+        last = second.stderr.strip().splitlines()[-1]
+        assert f"{staging_path(final)} is being built by another process (" in last and f"pid {os.getpid()}, since " in last
+        assert (staging / "mine.txt").read_text() == "first"  # the second one touched nothing
+    assert (final / "mine.txt").read_text() == "first"
+
+
+def test_a_copy_streams_whatever_the_file_size(tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    tracemalloc.start()
+    with open(big, "rb") as reader:
+        digest, size = atomic_copy(reader, tmp_path / "copy.bin")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert size == 64 * 1024 * 1024 and digest == sha256_file(big) and (tmp_path / "copy.bin").stat().st_size == size
+    assert peak < 8 * 1024 * 1024  # a few 1 MiB chunks, not the file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 from PIL import Image
 
 from pipeline.colorizer import Colorizer
-from tests.workspace import STAGES, make_workspace, run
+from tests.workspace import STAGES, edit_params, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 
@@ -77,30 +78,48 @@ def test_bad_params_fail_in_one_line_and_write_nothing(project):
     assert [path.name for path in (repo / "data").iterdir()] == [".gitignore"]  # as committed: no output, no partial folder
 
 
-def test_an_interrupted_stage_leaves_no_output_and_a_rerun_finishes(project):
-    repo, env = project
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["source"]["per_category"] = 600
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+def ctrl_c_in_a_terminal(repo: Path, env: dict[str, str], staging: Path, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run `command` as a terminal would (its own process group, SIGINT not ignored), and once `staging` holds a few
+    files, press Ctrl-C: SIGINT to the whole process group, as a terminal sends it. Returns the result and how many
+    seconds the command took to exit after the signal."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.scrape"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even if this runs in the background
     )
-    partial = repo / "data/.raw.partial"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(partial.glob("*/*.*"))) < 5:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(staging.glob("*/*.*"))) < 5 and process.poll() is None:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    signalled = time.monotonic()
     output = process.communicate(timeout=120)[0]
-    assert process.returncode != 0, output
-    assert not (repo / "data/raw").exists()
-    done_before = {p.name: p.stat().st_mtime_ns for p in partial.glob("*/*") if p.parent.name != ".journal"}
-    assert 0 < len(done_before) < 1200
-    run(repo, env, sys.executable, "-m", "flows.scrape")
-    raw = pd.read_csv(repo / "data/raw/manifest.csv")
-    assert len(raw) == 1200
-    kept = {p.name: p.stat().st_mtime_ns for p in (repo / "data/raw").glob("*/*") if p.name in done_before}
-    assert kept == done_before  # resumed: files made before the interruption were not made again
+    return subprocess.CompletedProcess(command, process.returncode, output), time.monotonic() - signalled
+
+
+@pytest.mark.parametrize("stage", ["scrape", "clean"])  # local threads; a process pool
+def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_repro_finishes(project, stage):
+    repo, env = project
+    edit_params(repo, source={"per_category": 600})
+    if stage == "clean":
+        run(repo, env, "dvc", "repro", "scrape")
+    alone = {key: value for key, value in env.items() if key != "PREFECT_API_URL"}  # each stage starts its own server
+    staging = repo / "data" / (".raw.partial" if stage == "scrape" else ".clean.partial")
+    lock = (repo / "dvc.lock").read_text()
+
+    result, seconds = ctrl_c_in_a_terminal(repo, alone, staging, "dvc", "repro")
+
+    assert result.returncode != 0 and seconds < 10, (seconds, result.stdout)
+    assert result.stdout.count(f"{stage}: interrupted; its output was not published") == 1, result.stdout
+    assert "Traceback" not in result.stdout, result.stdout
+    output = {"scrape": "data/raw", "clean": "data/clean"}[stage]
+    assert not (repo / output).exists() and (repo / "dvc.lock").read_text() == lock  # nothing recorded as done
+    made = {p.name: p.stat().st_mtime_ns for p in staging.glob("*/*") if p.parent.name != ".journal"}
+    assert len(made) >= 5
+
+    rerun = run(repo, env, "dvc", "repro", stage)
+    assert stages_run(rerun.stdout) == {stage}
+    assert len(pd.read_csv(repo / output / "manifest.csv")) > 0
+    if stage == "scrape":  # resumed: files made before the interruption were not made again
+        assert {p.name: p.stat().st_mtime_ns for p in (repo / output).glob("*/*") if p.name in made} == made
 
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(project):
@@ -117,7 +136,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(project):
     process.kill()  # SIGKILL: no chance to clean up
     process.wait(timeout=60)
     assert checkpoint.exists() and not (repo / "data/models/generator.pt").exists()
-    reached = torch.load(checkpoint, weights_only=False)["epoch"]
+    reached = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 1 <= reached < 40
     resumed = run(repo, env, "dvc", "repro")
     assert f"resuming after epoch {reached} of 40" in resumed.stdout + resumed.stderr

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.fsutil import LockHeld
 from pipeline.publish import PublishError, commit_version
-from pipeline.rebuild import WorkspaceBusy, changed_stages, stage_order, workspace_lock
+from pipeline.rebuild import changed_stages, stage_order, workspace_lock
 from tests.workspace import REPO, STAGES
 
 
@@ -42,7 +43,7 @@ def test_changed_stages_are_those_whose_lock_entry_differs():
 
 def test_a_second_holder_of_the_workspace_is_refused_by_name_until_the_first_lets_go(tmp_path):
     with workspace_lock(tmp_path, "nightly run"):
-        with pytest.raises(WorkspaceBusy, match=r"another pipeline run is rebuilding this workspace \(nightly run, pid \d+, since "):
+        with pytest.raises(LockHeld, match=r"another pipeline run is rebuilding this workspace \(nightly run, pid \d+, since "):
             with workspace_lock(tmp_path, "manual run"):
                 pass
     with workspace_lock(tmp_path, "manual run"):

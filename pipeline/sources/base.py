@@ -1,14 +1,15 @@
-"""What every source shares: the provenance row, saving a file atomically, and a resumable journal."""
+"""What every source shares: the provenance and outcome rows, saving a file atomically, and a resumable journal."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline.config import category_slug
-from pipeline.fsutil import atomic_write_bytes
+from pipeline.fsutil import atomic_copy, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -23,39 +24,95 @@ class RawFile:
     bytes: int
 
 
-RAW_COLUMNS = [field.name for field in fields(RawFile)]
+RAW_COLUMNS = [column.name for column in fields(RawFile)]
+SAVED = "saved"
 
 
-def save_raw(root: Path, category: str, name: str, data: bytes, source: str, source_url: str) -> RawFile:
+@dataclass(frozen=True)
+class Attempt:
+    """One row of data/raw/attempts.csv: a source URL the scrape tried, and what came of it."""
+
+    category: str
+    source_url: str
+    outcome: str  # SAVED, or why not: timeout, too_large, http_status, not_an_image, short_body, unreadable, ...
+    detail: str = ""
+    file: str = ""  # relative to the raw folder, when saved
+
+
+ATTEMPT_COLUMNS = [column.name for column in fields(Attempt)]
+
+
+@dataclass(frozen=True)
+class Scraped:
+    """What one piece of scrape work produced: the files saved, and the URLs tried but not saved (with why)."""
+
+    files: list[RawFile]
+    skipped: list[Attempt] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def attempts(self) -> list[Attempt]:
+        return [Attempt(row.category, row.source_url, SAVED, file=row.file) for row in self.files] + self.skipped
+
+
+def save_raw(root: Path, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:
     """Write `data` untouched to root/<category slug>/<name> (atomically) and describe it."""
-    if not name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise ValueError(f"unsafe file name {name!r}")
-    relative = f"{category_slug(category)}/{name}"
+    relative = _relative(category, name)
     atomic_write_bytes(root / relative, data)
     return RawFile(relative, category, source, source_url, hashlib.sha256(data).hexdigest(), len(data))
 
 
+def copy_raw(root: Path, category: str, name: str, reader: BinaryIO, source: str, source_url: str) -> RawFile:
+    """Copy what `reader` holds untouched to root/<category slug>/<name>, hashing it as it streams (atomically)."""
+    relative = _relative(category, name)
+    digest, size = atomic_copy(reader, root / relative)
+    return RawFile(relative, category, source, source_url, digest, size)
+
+
+def _relative(category: str, name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in {".", ".."}:
+        raise ValueError(f"unsafe file name {name!r}")
+    return f"{category_slug(category)}/{name}"
+
+
 class Journal:
-    """Append-only CSV of the files one piece of scrape work (a category, or part of one) has produced so far,
-    so an interrupted scrape resumes. Not thread-safe: one writer per key."""
+    """Append-only CSVs of what one piece of scrape work (a category, or part of one) has produced so far, so an
+    interrupted scrape resumes: the files saved, and the URLs skipped. Not thread-safe: one writer per key."""
 
     def __init__(self, root: Path, key: str) -> None:
         self.root = root
-        self.path = root / ".journal" / f"{category_slug(key)}.csv"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = root / ".journal"
+        self.path = folder / f"{category_slug(key)}.csv"
+        self.skipped_path = folder / f"{category_slug(key)}.skipped.csv"
+        folder.mkdir(parents=True, exist_ok=True)
 
     def done(self) -> list[RawFile]:
         """Rows recorded earlier whose file is still there with the recorded size."""
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="", encoding="utf-8") as handle:
-            rows = [RawFile(**{**row, "bytes": int(row["bytes"])}) for row in csv.DictReader(handle)]
+        rows = [RawFile(**{**row, "bytes": int(row["bytes"])}) for row in _read_rows(self.path)]
         return [row for row in rows if (self.root / row.file).is_file() and (self.root / row.file).stat().st_size == row.bytes]
 
+    def skipped(self) -> list[Attempt]:
+        return [Attempt(**row) for row in _read_rows(self.skipped_path)]
+
     def add(self, row: RawFile) -> None:
-        new = not self.path.exists()
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            if new:
-                writer.writerow(RAW_COLUMNS)
-            writer.writerow(astuple(row))
+        _append_row(self.path, RAW_COLUMNS, astuple(row))
+
+    def skip(self, attempt: Attempt) -> None:
+        _append_row(self.skipped_path, ATTEMPT_COLUMNS, astuple(attempt))
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _append_row(path: Path, columns: list[str], values: tuple) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(columns)
+        writer.writerow(values)

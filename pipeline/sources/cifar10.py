@@ -1,39 +1,122 @@
-"""The `cifar10` source: CIFAR-10 training images of the chosen classes, read through torchvision's CIFAR10."""
+"""The `cifar10` source: CIFAR-10 training images of the chosen classes, from a `cifar-10-batches-py` folder.
+
+The batches are Python pickles. They are read with an unpickler that can only build what a CIFAR batch holds
+(dicts, lists, strings, bytes, numbers and numpy arrays), so a file that is not a CIFAR batch never runs code:
+it is refused with a one-line error that names it. A download (`source.cifar10.download`) goes through
+torchvision and is checked against the archive's official MD5.
+"""
 
 from __future__ import annotations
 
+import codecs
 import io
+import pickle
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from torchvision.datasets import CIFAR10
 
 from pipeline.errors import PipelineError
 from pipeline.sources.base import RawFile, save_raw
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
+META = "batches.meta"
+MAX_BATCH_BYTES = 128 * 1024 * 1024  # an official batch is 31 MB
+_IMAGE_VALUES = 32 * 32 * 3
+
+# What a CIFAR batch's pickle may refer to: numpy's array and dtype reconstructors (under NumPy 1 and 2 names),
+# and the codec Python 3 uses to pickle bytes at protocol 2. Nothing else is ever imported or called.
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's _reconstruct, in whichever module this NumPy keeps it
+_FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]  # numpy's _frombuffer (pickle protocol 5)
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("_codecs", "encode"): codecs.encode,
+}
 
 
-class _LocalCIFAR10(CIFAR10):
-    """torchvision's CIFAR10, also accepting batch files whose checksums differ from the official ones (a
-    subset or a re-pack of `cifar-10-batches-py`); a download is still checked against the archive's MD5."""
+class CifarError(PipelineError):
+    """A file under source.cifar10.root is missing or is not a CIFAR-10 python batch."""
 
-    train_list = [[name, None] for name, _ in CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in CIFAR10.test_list]
-    meta = {**CIFAR10.meta, "md5": None}
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside _SAFE_GLOBALS (so no code can run from the file)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _SAFE_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which a CIFAR-10 batch never does") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("uses persistent ids, which a CIFAR-10 batch never does")
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    """One pickled batch file as a dict with str keys, read without running code from it; CifarError says why not."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BATCH_BYTES:
+            raise CifarError(f"{path}: not a CIFAR-10 batch ({size} bytes; a batch has about 31 MB)")
+        with open(path, "rb") as handle:
+            content = _BatchUnpickler(handle, encoding="latin1").load()
+    except OSError as exc:
+        raise CifarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise CifarError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(content, dict):
+        raise CifarError(f"{path}: not a CIFAR-10 batch (holds a {type(content).__name__}, not a dict)")
+    return {key.decode("latin1") if isinstance(key, bytes) else str(key): value for key, value in content.items()}
+
+
+def _images_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N×32×32×3 uint8 images, N labels) of one training batch, checked."""
+    batch = read_batch(path)
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _IMAGE_VALUES:
+        raise CifarError(f"{path}: not a CIFAR-10 batch ('data' is not an N×3072 uint8 array)")
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(type(label) is int and 0 <= label < len(CLASSES) for label in labels):
+        raise CifarError(f"{path}: not a CIFAR-10 batch ('labels' is not a list of {len(data)} class numbers 0-9)")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels)
+
+
+def _class_names(path: Path) -> tuple[str, ...]:
+    names = read_batch(path).get("label_names")
+    if not isinstance(names, list) or len(names) != len(CLASSES) or not all(isinstance(name, str) for name in names):
+        raise CifarError(f"{path}: not CIFAR-10's batches.meta ('label_names' is not a list of 10 names)")
+    return tuple(names)
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+    except (OSError, RuntimeError) as exc:
+        raise CifarError(f"source.cifar10.download: cannot fetch {CIFAR10.url} into {root} ({exc})") from None
 
 
 @lru_cache(maxsize=2)
 def training_set(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(images N×32×32×3 uint8, labels, class names) of the training batches under root/cifar-10-batches-py."""
-    try:
-        dataset = _LocalCIFAR10(str(root), train=True, download=download)
-    except RuntimeError as exc:
+    folder = root / FOLDER
+    if download and not folder.is_dir():
+        _download(root)
+    missing = [name for name in (*TRAIN_BATCHES, META) if not (folder / name).is_file()]
+    if missing:
         hint = "" if download else " (set source.cifar10.download: true to download it)"
-        raise PipelineError(f"source.cifar10.root: no readable cifar-10-batches-py in {root}: {exc}{hint}") from None
-    return dataset.data, np.asarray(dataset.targets), tuple(dataset.classes)
+        raise CifarError(f"source.cifar10.root: {folder} lacks {', '.join(missing)}{hint}")
+    parts = [_images_and_labels(folder / name) for name in TRAIN_BATCHES]
+    return np.concatenate([images for images, _ in parts]), np.concatenate([labels for _, labels in parts]), _class_names(folder / META)
 
 
 def class_indexes(root: Path, download: bool, category: str, count: int) -> list[int]:

@@ -9,15 +9,18 @@ from pathlib import Path
 
 from pipeline.config import category_slug
 from pipeline.errors import PipelineError
-from pipeline.sources.base import RawFile, save_raw
+from pipeline.sources.base import Attempt, Scraped, copy_raw
 
 log = logging.getLogger(__name__)
 
 
 def _category_folder(root: Path, category: str) -> Path:
     for candidate in (root / category, root / category_slug(category)):
-        if candidate.is_dir() and candidate.resolve().parent == root.resolve():
-            return candidate
+        try:
+            if candidate.is_dir() and candidate.resolve().parent == root.resolve():
+                return candidate
+        except OSError:  # e.g. a name longer than the file system allows
+            continue
     raise PipelineError(f"source.folder.path: no sub-folder {category!r} (or {category_slug(category)!r}) in {root}")
 
 
@@ -46,6 +49,19 @@ def list_folder(category: str, folder: Path, count: int) -> list[tuple[Path, str
     return chosen
 
 
-def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> list[RawFile]:
-    """Copy each (path, target name) untouched to root/<slug>/, recording its provenance."""
-    return [save_raw(root, category, target, path.read_bytes(), "folder", path.resolve().as_uri()) for path, target in files]
+def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> Scraped:
+    """Copy each (path, target name) untouched to root/<slug>/, recording its provenance; a file that cannot be
+    opened (permissions, vanished) is logged and recorded as skipped, and the others are copied."""
+    copied, skipped = [], []
+    for path, target in files:
+        url = path.resolve().as_uri()
+        try:
+            reader = open(path, "rb")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.warning("%s: skipped %s: cannot read it (%s)", category, path, reason)
+            skipped.append(Attempt(category, url, "unreadable", reason))
+            continue
+        with reader:
+            copied.append(copy_raw(root, category, target, reader, "folder", url))
+    return Scraped(copied, skipped)
