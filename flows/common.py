@@ -177,17 +177,23 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
-    """`python -m flows.<stage>`: validate params.yaml, run the flow, and turn known failures into one line."""
-    parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
-    args = parser.parse_args()
+def handle_ctrl_c() -> None:
+    """Let a Ctrl-C in a terminal end this command within seconds, with its one line: Prefect's temporary server (when
+    there is no PREFECT_API_URL) in a session of its own, and the batches the interrupt cuts short quiet."""
     if not PREFECT_API_URL.value():
         from flows.temporary_server import use_own_session_server
 
         use_own_session_server()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
         signal.signal(signal.SIGINT, _interrupt)
+
+
+def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
+    """`python -m flows.<stage>`: validate params.yaml, run the flow, and turn known failures into one line."""
+    parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
+    args = parser.parse_args()
+    handle_ctrl_c()
     try:
         flow(load_params(args.params))
     except PipelineError as exc:

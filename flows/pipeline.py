@@ -16,13 +16,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 from prefect.states import Failed, State
+from pydantic import ValidationError
 
-from pipeline.config import PARAMS_FILE, Params, load_params
+from flows.common import handle_ctrl_c
+from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.errors import PipelineError
-from pipeline.publish import commit_version, push
+from pipeline.publish import commit_version, push, require_git
 from pipeline.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
 
 ROOT = Path(".")
@@ -45,8 +48,11 @@ def push_artifacts() -> int:
 
 @task(cache_policy=NO_CACHE)
 def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
+    """Commit (and tag) the version files whenever they differ from the last commit: this run's rebuild, or one an
+    earlier run left uncommitted (its push or commit failed)."""
     today = datetime.now(timezone.utc).date()
-    version = commit_version(ROOT, f"pipeline run {today}: rebuilt {', '.join(changed)}", today if tag else None)
+    what = f"rebuilt {', '.join(changed)}" if changed else "the version an earlier run rebuilt but did not commit"
+    version = commit_version(ROOT, f"pipeline run {today}: {what}", today if tag else None)
     get_run_logger().info("git: %s", f"commit {version[0]}" + (f", tag {version[1]}" if version[1] else "") if version else "nothing to commit")
     return version
 
@@ -67,13 +73,15 @@ def rebuild_and_publish() -> dict[str, Any] | State:
     """Rebuild what is stale (DVC decides), push the new artifacts, and commit dvc.lock when publish.git_commit asks."""
     try:
         params = load_params(ROOT / PARAMS_FILE)
+        if params.publish.git_commit:
+            require_git(ROOT)  # before rebuilding, not after
         with workspace_lock(ROOT, "flows.pipeline"):
             before = lock_entries(ROOT)
             for name in stage_order(ROOT):
                 stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name)
             changed = changed_stages(before, lock_entries(ROOT))
-            pushed = push_artifacts() if params.publish.push else None
-            version = commit_lock(changed, params.publish.git_tag) if changed and params.publish.git_commit else None
+            pushed = push_artifacts() if params.publish.push else None  # whatever the remote lacks, rebuilt now or not
+            version = commit_lock(changed, params.publish.git_tag) if params.publish.git_commit else None
     except PipelineError as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
@@ -81,15 +89,27 @@ def rebuild_and_publish() -> dict[str, Any] | State:
     return {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
 
 
+def schedule(params: Params, cron: str | None, timezone_name: str | None) -> Cron:
+    """The deployment's schedule: --cron and --timezone, else schedule.cron and schedule.timezone; a bad one is a
+    PipelineError naming the option or key."""
+    cron_key, cron = ("--cron", cron) if cron else ("schedule.cron", params.schedule.cron)
+    zone_key, zone = ("--timezone", timezone_name) if timezone_name else ("schedule.timezone", params.schedule.timezone)
+    try:
+        check_time_zone(zone)
+    except ValueError as exc:
+        raise PipelineError(f"{zone_key}: {exc} (got {zone!r})") from None
+    try:
+        CronSchedule(cron=cron, timezone=zone)  # Prefect's own validation, which Cron defers to the server
+    except ValidationError as exc:
+        raise PipelineError(f"{cron_key}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return Cron(cron, timezone=zone)
+
+
 def serve(params: Params, cron: str | None, timezone_name: str | None) -> None:
     """Serve the flow as the deployment colorize-pipeline/nightly; one run at a time, later ones wait in line."""
-    try:
-        schedule = Cron(cron or params.schedule.cron, timezone=timezone_name or params.schedule.timezone)
-    except ValueError as exc:
-        raise PipelineError(f"schedule: {exc}") from None
     rebuild_and_publish.serve(
         name=DEPLOYMENT,
-        schedules=[schedule],
+        schedules=[schedule(params, cron, timezone_name)],
         global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
         description=rebuild_and_publish.description,
         tags=["colorize"],
@@ -105,6 +125,7 @@ def main() -> None:
     serving.add_argument("--cron", help="cron schedule (default: schedule.cron in params.yaml)")
     serving.add_argument("--timezone", help="the schedule's time zone (default: schedule.timezone in params.yaml)")
     args = parser.parse_args()
+    handle_ctrl_c()
     try:
         params = load_params(args.params)
         if args.command == "serve":

@@ -24,7 +24,7 @@ def push(root: Path) -> int:
     try:
         with Repo(str(root)) as repo:
             return repo.push()
-    except DvcException as exc:
+    except (DvcException, OSError) as exc:  # OSError: a local remote that cannot be written
         raise PublishError(f"dvc push failed: {exc} (the remote is set in .dvc/config; see README, 'Versioned datasets and models')") from None
 
 
@@ -47,13 +47,24 @@ def free_tag(root: Path, day: date) -> str:
     return name
 
 
-def commit_version(root: Path, message: str, tag_day: date | None) -> tuple[str, str | None] | None:
-    """Commit dvc.lock and params.yaml when they changed (and tag the commit); returns (commit, tag), or None if unchanged."""
+def require_git(root: Path) -> None:
+    """Fail unless `root` is in a git repository (checked before a rebuild that will commit its result)."""
     try:
         _git(root, "rev-parse", "--git-dir")
     except PublishError:
         raise PublishError(f"{root.resolve()}: not in a git repository, which publish.git_commit needs") from None
-    if not _git(root, "status", "--porcelain", "--", *VERSION_FILES).strip():
+
+
+def uncommitted(root: Path) -> bool:
+    """Whether dvc.lock or params.yaml differ from the last commit: a version not yet committed."""
+    return bool(_git(root, "status", "--porcelain", "--", *VERSION_FILES).strip())
+
+
+def commit_version(root: Path, message: str, tag_day: date | None) -> tuple[str, str | None] | None:
+    """Commit dvc.lock and params.yaml when they differ from the last commit (and tag the commit); returns (commit, tag),
+    or None if there is nothing to commit."""
+    require_git(root)
+    if not uncommitted(root):
         return None
     _git(root, "add", "--", *VERSION_FILES)
     _git(root, "commit", "--quiet", "-m", message, "--", *VERSION_FILES)

@@ -185,3 +185,32 @@ def test_a_second_rebuild_of_a_busy_workspace_is_refused_with_the_holder_named(s
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("pipeline: error: ")
     assert "another pipeline run is rebuilding this workspace (test holder, pid" in result.stderr
+
+
+def test_a_version_whose_push_failed_is_pushed_committed_and_tagged_by_the_next_run(served, first_run, tmp_path):
+    """The next run rebuilds nothing, yet publishing catches up: push what the remote lacks, commit and tag."""
+    edit_params(served.repo, train={"epochs": 3})
+    head, tags = served.git("rev-parse", "HEAD"), served.git("tag", "--list").split()
+    held = served.remote.with_name("dvc-remote.held")
+    served.remote.rename(held)
+    served.remote.write_text("a file where the remote folder should be: nothing can be written there")
+    try:
+        failed = served.trigger()
+    finally:
+        served.remote.unlink()
+        held.rename(served.remote)
+    assert failed.state.is_failed()
+    assert failed.state.message.startswith("dvc push failed: [Errno 20] Not a directory: ") and "\n" not in failed.state.message
+    assert served.git("rev-parse", "HEAD") == head and served.git("status", "--porcelain", "--", "dvc.lock")  # rebuilt, not committed
+
+    caught_up = served.trigger()
+    assert caught_up.state.is_completed(), caught_up.state.message
+    summary = artifacts(caught_up.id)["pipeline-run"]
+    assert "rebuilt |" not in summary and "0 files" not in summary  # nothing rebuilt, yet the model went up
+    assert served.git("rev-parse", "HEAD") != head and not served.git("status", "--porcelain", "--", "dvc.lock", "params.yaml")
+    assert "rebuilt but did not commit" in served.git("log", "-1", "--format=%s")
+    assert len(served.git("tag", "--list").split()) == len(tags) + 1
+    clone = tmp_path / "clone"
+    run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
+    run(clone, served.env, "dvc", "pull")
+    assert files(clone / "data/models") == files(served.repo / "data/models")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from flows.pipeline import schedule
+from pipeline.config import parse_params
+from pipeline.errors import PipelineError
 from pipeline.fsutil import LockHeld
-from pipeline.publish import PublishError, commit_version
+from pipeline.publish import PublishError, commit_version, uncommitted
 from pipeline.rebuild import changed_stages, stage_order, workspace_lock
-from tests.workspace import REPO, STAGES
+from tests.workspace import REPO, STAGES, edit_params, make_workspace
 
 
 def git(repo: Path, *args: str) -> str:
@@ -72,3 +77,49 @@ def test_a_changed_version_commits_only_its_files_and_takes_a_free_tag(repo):
 def test_committing_outside_git_names_the_param(tmp_path):
     with pytest.raises(PublishError, match="not in a git repository, which publish.git_commit needs"):
         commit_version(tmp_path, "x", None)
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone", "message"),
+    [
+        (None, "Mars/Base", "--timezone: unknown time zone; use an IANA name such as UTC or Europe/Paris (got 'Mars/Base')"),
+        ("61 * * * *", None, '--cron: Invalid cron string: "61 * * * *"'),
+        ("nightly", "Europe/Paris", '--cron: Invalid cron string: "nightly"'),
+    ],
+)
+def test_a_bad_schedule_is_one_line_naming_the_option(cron, zone, message):
+    with pytest.raises(PipelineError) as info:
+        schedule(parse_params({}), cron, zone)
+    assert str(info.value) == message
+
+
+def test_serve_with_an_unknown_time_zone_exits_with_one_line_before_serving():
+    result = subprocess.run([sys.executable, "-m", "flows.pipeline", "serve", "--timezone", "Mars/Base"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "pipeline: error: --timezone: unknown time zone; use an IANA name such as UTC or Europe/Paris (got 'Mars/Base')"
+    ]
+
+
+def test_the_schedule_comes_from_params_unless_given():
+    params = parse_params({"schedule": {"cron": "30 1 * * 1-5", "timezone": "Europe/Paris"}})
+    assert (schedule(params, None, None).cron, schedule(params, None, None).timezone) == ("30 1 * * 1-5", "Europe/Paris")
+    assert (schedule(params, "0 3 * * *", "UTC").cron, schedule(params, "0 3 * * *", "UTC").timezone) == ("0 3 * * *", "UTC")
+
+
+def test_anything_differing_from_head_is_committed_even_without_a_rebuild(repo):
+    assert not uncommitted(repo)
+    (repo / "dvc.lock").write_text("v2\n")  # e.g. an earlier rebuild whose push failed, so it was never committed
+    assert uncommitted(repo)
+    assert commit_version(repo, "catch up", None) is not None and not uncommitted(repo)
+
+
+def test_the_pipeline_outside_git_with_git_commit_fails_before_the_first_stage(tmp_path, prefect_api_url):
+    workspace, env = make_workspace(tmp_path, prefect_api_url)
+    edit_params(workspace, publish={"git_commit": True})
+    shutil.rmtree(workspace / ".git")
+    result = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"pipeline: error: {workspace}: not in a git repository, which publish.git_commit needs"
+    assert sorted(path.name for path in (workspace / "data").iterdir()) == [".gitignore"]  # no stage ran

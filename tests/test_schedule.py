@@ -104,5 +104,6 @@ def test_a_served_deployment_gets_upcoming_runs_and_a_due_run_starts(server, tmp
         serving.wait(timeout=60)
     assert started[0].start_time is not None and started[0].auto_scheduled
     assert "not in a git repository, which publish.git_commit needs" in (started[0].state.message or ""), started[0].state
+    assert not (repo / "data" / "raw").exists()  # it stopped before the first stage
     errors = [line for line in log.read_text().splitlines() if "ERROR" in line]
     assert errors == []
