@@ -54,7 +54,7 @@ def ours(fake: FakeBing, categories: list[str], per_category: int, cfg: BingSour
     """scrape_bing for every category on a thread pool; checks the bytes; returns the number of images saved."""
     with ThreadPoolExecutor(max_workers=cfg.concurrent_categories) as pool:
         results = list(pool.map(lambda category: scrape_bing(category, out, per_category, cfg), categories))
-    rows = [row for result in results for row in result]
+    rows = [row for result in results for row in result.files]
     for row in rows:
         assert hashlib.sha256((out / row.file).read_bytes()).hexdigest() == row.sha256, row
     return len(rows)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -77,3 +83,31 @@ def test_a_stage_run_before_its_inputs_exist_fails_with_one_line(workspace, monk
         main("clean", run_clean, "clean")
     assert exit_info.value.code == "clean: error: data/raw/manifest.csv not found: run the stages before this one first (dvc repro)"
     assert not (workspace / "data/clean").exists()
+
+
+def test_ctrl_c_during_a_bing_scrape_stops_at_once_keeps_what_arrived_and_retries_nothing(workspace, prefect_api_url):
+    """Ctrl-C used to wait for the downloads in flight (40 s measured), then Prefect retried the stopped category."""
+    with FakeBing(images_per_query=8, special={0: "drip_body", 4: "drip_body"}, drip_seconds=0.5) as bing:
+        (workspace / "params.yaml").write_text(yaml.safe_dump({"source": {
+            "kind": "bing", "categories": ["red car"], "per_category": 8,
+            "bing": {"endpoint": bing.endpoint, "timeout": 60, "downloads_per_category": 8}}}))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.scrape"], cwd=workspace, env={**os.environ, "PREFECT_API_URL": prefect_api_url},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        journal = workspace / "data/.raw.partial/.journal/red_car.csv"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
+            time.sleep(0.1)  # the images behind the dripping first one have arrived, and are journaled
+        os.killpg(process.pid, signal.SIGINT)
+        signalled = time.monotonic()
+        output = process.communicate(timeout=120)[0]
+        seconds = time.monotonic() - signalled
+    assert process.returncode == 1 and seconds < 5, (seconds, output)
+    assert output.count("scrape: interrupted; its output was not published; run it again to finish (finished work is kept)") == 1
+    assert "Traceback" not in output and "Retrying" not in output and "AwaitingRetry" not in output, output
+    saved = pd.read_csv(journal)
+    assert len(saved) >= 3 and not saved["source_url"].str.endswith(("/0.jpg", "/4.jpg")).any()
+    assert all((workspace / "data/.raw.partial" / name).is_file() for name in saved["file"])
+    assert not (workspace / "data/raw").exists()

@@ -31,9 +31,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -110,8 +109,16 @@ def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: th
     with _Client(category, cfg, stop or threading.Event()) as client, ThreadPoolExecutor(
         cfg.downloads_per_category, thread_name_prefix=f"bing-{category_slug(category)}"
     ) as pool:
-        links = (url for url in client.links() if url not in known)
-        pending: deque[tuple[str, Future[bytearray]]] = deque()
+        order: dict[str, int] = {}  # link -> its place in Bing's results
+
+        def new_links() -> Iterator[str]:
+            for url in client.links():
+                order.setdefault(url, len(order))
+                if url not in known:
+                    yield url
+
+        links = new_links()
+        pending: dict[Future[bytearray], str] = {}  # download -> its link
         failure: BingPageError | None = None
         try:
             while True:
@@ -123,15 +130,16 @@ def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: th
                     except BingPageError as exc:  # save what is in flight first
                         failure = exc
                         break
-                    pending.append((link, pool.submit(client.image, link)))
+                    pending[pool.submit(client.image, link)] = link
                 if not pending:
                     break
-                link, future = pending.popleft()
-                _record(journal, rows, root, category, link, future)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda done_future: order[pending[done_future]]):  # recorded as soon as known
+                    _record(journal, rows, root, category, pending.pop(future), future)
                 _log_progress(category, len(rows), count)
         except Stopped:
             client.abandon()
-            for link, future in pending:  # already received, or abandoned just now
+            for future, link in pending.items():  # already received, or abandoned just now
                 if future.exception() is None:
                     _record(journal, rows, root, category, link, future)
             raise Stopped(f"bing {category!r}: stopped with {len(rows)} of {count} images saved") from None
@@ -139,7 +147,8 @@ def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: th
         raise failure
     if len(rows) < count:
         log.warning("bing %r: only %d of %d images found", category, len(rows), count)
-    return Scraped(rows, _skipped(journal, rows))
+    in_order = sorted(rows, key=lambda row: order.get(row.source_url, -1))  # as Bing listed them, not as they arrived
+    return Scraped(in_order, _skipped(journal, rows))
 
 
 def _record(journal: Journal, rows: list[RawFile], root: Path, category: str, link: str, future: Future[bytearray]) -> None:
@@ -260,8 +269,8 @@ class _WatchedHTTPHandler(urllib.request.HTTPHandler):
 
 
 class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, transfer: _Transfer) -> None:
-        super().__init__(context=ssl.create_default_context())
+    def __init__(self, transfer: _Transfer, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
         self.transfer = transfer
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
@@ -299,6 +308,7 @@ class _Client:
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name=f"bing-watchdog-{category_slug(category)}", daemon=True)
         self._random = random.Random()
+        self._tls = ssl.create_default_context()  # once: loading the CA certificates costs more than a download
 
     def __enter__(self) -> _Client:
         self._watchdog.start()
@@ -375,7 +385,7 @@ class _Client:
                 self._transfers.discard(transfer)
 
     def _read(self, url: str, transfer: _Transfer) -> bytearray:
-        opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler(transfer), _WatchedHTTPSHandler(transfer))
+        opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler(transfer), _WatchedHTTPSHandler(transfer, self._tls))
         request = urllib.request.Request(url, headers=self.headers)
         try:
             response = opener.open(request, timeout=transfer.remaining())
