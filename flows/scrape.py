@@ -40,11 +40,10 @@ def scrape(params: Params) -> dict[str, dict[str, int]]:
     for category in source.categories:
         if (saved := counts.get(category, {}).get(SAVED, 0)) < source.per_category:
             logger.warning("%s: %d of %d images obtained", category, saved, source.per_category)
-    outcomes = sorted({outcome for per_outcome in counts.values() for outcome in per_outcome} - {SAVED})
+    columns = [SAVED, *sorted({outcome for per_outcome in counts.values() for outcome in per_outcome} - {SAVED})]
     create_table_artifact(
         key="scrape-counts",
-        table=[{"category": category, SAVED: counts.get(category, {}).get(SAVED, 0), **{outcome: counts.get(category, {}).get(outcome, 0) for outcome in outcomes}}
-               for category in source.categories],
+        table=[{"category": category, **{column: counts.get(category, {}).get(column, 0) for column in columns}} for category in source.categories],
         description=f"Files saved per category from the {source.kind} source, and the source URLs not saved, by reason "
                     "(each one is in data/raw/attempts.csv)",
     )

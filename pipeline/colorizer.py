@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from pipeline.devices import resolve_device
+from pipeline.errors import one_line
 from pipeline.fsutil import atomic_write_bytes
 from pipeline.images import to_rgb
 from pipeline.lab import LabNormalization
@@ -68,8 +69,8 @@ class Colorizer:
             normalization = LabNormalization(**payload["normalization"])
             image_size, info = int(payload["image_size"]), dict(payload["info"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = " ".join(str(exc).split())  # load_state_dict lists every missing and unexpected key over many lines
-            raise ValueError(f"{path}: the weights do not fit the architecture the file describes ({_shorten(reason)})") from None
+            reason = one_line(str(exc))  # load_state_dict lists every missing and unexpected key over many lines
+            raise ValueError(f"{path}: the weights do not fit the architecture the file describes ({reason})") from None
         target = device if isinstance(device, torch.device) else resolve_device(device, "device")
         return cls(net.to(target).eval(), normalization, image_size, target, info)
 
@@ -155,6 +156,3 @@ def _source_rows(source_height: int, height: int, top: int, bottom: int) -> tupl
     below = (above + 1).clamp(max=source_height - 1)
     return above, below, (position - above).clamp(0, 1)
 
-
-def _shorten(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

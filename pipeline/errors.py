@@ -7,3 +7,9 @@ class PipelineError(Exception):
 
 class Stopped(Exception):
     """Work gave up early because the run was asked to stop (Ctrl-C); what it finished is kept."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line (runs of whitespace and newlines made single spaces), cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -30,7 +30,7 @@ from pipeline import lab, networks
 from pipeline.colorizer import save_generator
 from pipeline.config import Params, Train
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
 from pipeline.images import image_grid
 from pipeline.lab import LabNormalization, rgb_to_lab
@@ -383,8 +383,7 @@ def _train(
         try:
             trainer.restore(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = " ".join(str(exc).split())[:300]
-            log.warning("train: ignoring %s, whose contents do not fit this training (%s); training from scratch", checkpoint_path, reason)
+            log.warning("train: ignoring %s, whose contents do not fit this training (%s); training from scratch", checkpoint_path, one_line(str(exc)))
             torch.manual_seed(params.seed)  # the same initial weights as a run that found no checkpoint
             trainer, state = Trainer.create(cfg, device), None
         else:

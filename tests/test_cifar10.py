@@ -17,6 +17,7 @@ from pipeline.config import ParamsError, parse_params
 from pipeline.errors import PipelineError
 from pipeline.scrape import plan_jobs, run_job, write_raw_manifest
 from pipeline.sources.cifar10 import CLASSES, training_set
+from tests.hostile import WritesMarker
 
 PER_BATCH = 6  # images per data batch; labels cycle through the first three classes
 
@@ -71,15 +72,6 @@ def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path
     assert params(tmp_path, cifar10={"root": str(tmp_path), "download": True}).source.cifar10.download
 
 
-class _WritesMarker:
-    """Unpickled by a plain pickle.load, this would create `path` (as any code could run)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
 
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_official_style_batches_are_read_at_any_pickle_protocol(tmp_path, protocol):
@@ -97,7 +89,7 @@ def test_a_batch_that_would_run_code_is_refused_by_name_and_runs_nothing(tmp_pat
     write_cifar(tmp_path / "cifar")
     marker = tmp_path / "marker"
     batch = tmp_path / "cifar" / "cifar-10-batches-py" / "data_batch_3"
-    batch.write_bytes(pickle.dumps({"data": _WritesMarker(marker), "labels": []}))
+    batch.write_bytes(pickle.dumps({"data": WritesMarker(marker), "labels": []}))
     training_set.cache_clear()
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")

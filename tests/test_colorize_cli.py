@@ -15,6 +15,7 @@ from pipeline.colorize_cli import main
 from pipeline.colorizer import save_generator
 from pipeline.lab import LabNormalization
 from pipeline.networks import GeneratorConfig, define_generator
+from tests.hostile import WritesMarker
 from tests.images import colorful, encode
 
 EXIF_ORIENTATION = 0x0112
@@ -209,15 +210,6 @@ def test_an_invalid_model_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert err.startswith(f"colorize: error: cannot load model {model}") and err.count("\n") == 1
 
 
-class _WritesMarker:
-    """Unpickled by torch.load(weights_only=False), this would create `path` (as any code could run)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
 
 @pytest.mark.parametrize(
     ("change", "reason"),
@@ -245,7 +237,7 @@ def test_a_model_file_that_does_not_fit_or_would_run_code_is_exit_2_in_one_line(
     elif change == "unknown_config_key":
         payload["generator"] = {**payload["generator"], "heads": 4}
     else:
-        payload["info"] = _WritesMarker(marker)
+        payload["info"] = WritesMarker(marker)
     bad = tmp_path / "generator.pt"
     bad.write_bytes(_torch_bytes({**payload, "state_dict": weights}))
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -21,6 +19,7 @@ from flows.common import main
 from flows.scrape import scrape
 from pipeline.config import parse_params
 from tests.fakebing import FakeBing
+from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 from tests.prefect_api import task_run_names
 
 
@@ -91,19 +90,12 @@ def test_ctrl_c_during_a_bing_scrape_stops_at_once_keeps_what_arrived_and_retrie
         (workspace / "params.yaml").write_text(yaml.safe_dump({"source": {
             "kind": "bing", "categories": ["red car"], "per_category": 8,
             "bing": {"endpoint": bing.endpoint, "timeout": 60, "downloads_per_category": 8}}}))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows.scrape"], cwd=workspace, env={**os.environ, "PREFECT_API_URL": prefect_api_url},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        process = start_as_in_a_terminal([sys.executable, "-m", "flows.scrape"], workspace, {**os.environ, "PREFECT_API_URL": prefect_api_url})
         journal = workspace / "data/.raw.partial/.journal/red_car.csv"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
             time.sleep(0.1)  # the images behind the dripping first one have arrived, and are journaled
-        os.killpg(process.pid, signal.SIGINT)
-        signalled = time.monotonic()
-        output = process.communicate(timeout=120)[0]
-        seconds = time.monotonic() - signalled
+        output, seconds = press_ctrl_c(process)
     assert process.returncode == 1 and seconds < 5, (seconds, output)
     assert output.count("scrape: interrupted; its output was not published; run it again to finish (finished work is kept)") == 1
     assert "Traceback" not in output and "Retrying" not in output and "AwaitingRetry" not in output, output

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ import yaml
 from PIL import Image
 
 from pipeline.colorizer import Colorizer
+from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 from tests.workspace import STAGES, edit_params, make_workspace, run
 
 pytestmark = pytest.mark.e2e
@@ -78,23 +77,6 @@ def test_bad_params_fail_in_one_line_and_write_nothing(project):
     assert [path.name for path in (repo / "data").iterdir()] == [".gitignore"]  # as committed: no output, no partial folder
 
 
-def ctrl_c_in_a_terminal(repo: Path, env: dict[str, str], staging: Path, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run `command` as a terminal would (its own process group, SIGINT not ignored), and once `staging` holds a few
-    files, press Ctrl-C: SIGINT to the whole process group, as a terminal sends it. Returns the result and how many
-    seconds the command took to exit after the signal."""
-    process = subprocess.Popen(
-        command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even if this runs in the background
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(staging.glob("*/*.*"))) < 5 and process.poll() is None:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    signalled = time.monotonic()
-    output = process.communicate(timeout=120)[0]
-    return subprocess.CompletedProcess(command, process.returncode, output), time.monotonic() - signalled
-
-
 @pytest.mark.parametrize("stage", ["scrape", "clean"])  # local threads; a process pool
 def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_repro_finishes(project, stage):
     repo, env = project
@@ -105,11 +87,15 @@ def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_r
     staging = repo / "data" / (".raw.partial" if stage == "scrape" else ".clean.partial")
     lock = (repo / "dvc.lock").read_text()
 
-    result, seconds = ctrl_c_in_a_terminal(repo, alone, staging, "dvc", "repro")
+    process = start_as_in_a_terminal(["dvc", "repro"], repo, alone)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(staging.glob("*/*.*"))) < 5 and process.poll() is None:
+        time.sleep(0.1)
+    output, seconds = press_ctrl_c(process)
 
-    assert result.returncode != 0 and seconds < 10, (seconds, result.stdout)
-    assert result.stdout.count(f"{stage}: interrupted; its output was not published") == 1, result.stdout
-    assert "Traceback" not in result.stdout, result.stdout
+    assert process.returncode != 0 and seconds < 10, (seconds, output)
+    assert output.count(f"{stage}: interrupted; its output was not published") == 1, output
+    assert "Traceback" not in output, output
     output = {"scrape": "data/raw", "clean": "data/clean"}[stage]
     assert not (repo / output).exists() and (repo / "dvc.lock").read_text() == lock  # nothing recorded as done
     made = {p.name: p.stat().st_mtime_ns for p in staging.glob("*/*") if p.parent.name != ".journal"}

@@ -17,6 +17,7 @@ from pipeline.config import parse_params
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
+from tests.hostile import WritesMarker
 from tests.images import colorful
 
 
@@ -92,19 +93,10 @@ def test_lambda_gan_zero_trains_an_l1_only_baseline_without_a_discriminator(spli
     assert torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=True)["discriminator"] is None
 
 
-class _WritesMarker:
-    """Unpickled by torch.load(weights_only=False), this would create `path` (as any code could run)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
 
 def _checkpoint_that_runs_code(path: Path, marker: Path) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"fingerprint": "x", "epoch": 1, "payload": _WritesMarker(marker)}, buffer)
+    torch.save({"fingerprint": "x", "epoch": 1, "payload": WritesMarker(marker)}, buffer)
     return buffer.getvalue()
 
 
