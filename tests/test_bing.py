@@ -120,6 +120,15 @@ def test_resume_keeps_earlier_files_and_does_not_fetch_them_again(fake: FakeBing
     assert fake.requests == []  # enough on disk: no request at all
 
 
+def test_order_is_bings_even_when_downloads_finish_out_of_order(tmp_path: Path) -> None:
+    with FakeBing(images_per_query=6, special={0: "slow"}, slow_seconds=0.5) as server:
+        rows = scrape_bing(QUERY, tmp_path, 6, config(server)).files
+        assert [row.source_url for row in rows] == [server.image_url(QUERY, index) for index in range(6)]
+        server.requests.clear()
+        assert scrape_bing(QUERY, tmp_path, 4, config(server)).files == rows[:4]  # from the journal alone
+        assert server.requests == []
+
+
 def test_missing_file_is_fetched_again(fake: FakeBing, tmp_path: Path) -> None:
     rows = scrape_bing(QUERY, tmp_path, 3, config(fake)).files
     (tmp_path / rows[1].file).unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO
@@ -97,6 +98,14 @@ class Journal:
 
     def add(self, row: RawFile) -> None:
         _append_row(self.path, RAW_COLUMNS, astuple(row))
+
+    def reorder(self, rows: list[RawFile]) -> None:
+        """Replace the saved rows, atomically, by `rows` in their order (a finished scrape's canonical order)."""
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(RAW_COLUMNS)
+        writer.writerows(astuple(row) for row in rows)
+        atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
 
     def skip(self, attempt: Attempt) -> None:
         _append_row(self.skipped_path, ATTEMPT_COLUMNS, astuple(attempt))

@@ -148,6 +148,7 @@ def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: th
     if len(rows) < count:
         log.warning("bing %r: only %d of %d images found", category, len(rows), count)
     in_order = sorted(rows, key=lambda row: order.get(row.source_url, -1))  # as Bing listed them, not as they arrived
+    journal.reorder(in_order)  # so a later run that needs no fetch returns the same order
     return Scraped(in_order, _skipped(journal, rows))
 
 
