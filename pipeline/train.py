@@ -171,6 +171,14 @@ def augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -
     return torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
 
 
+def trained_on(params: Params, split_root: Path, x_train: torch.Tensor) -> dict[str, Any]:
+    """What the model learnt from, recorded in generator.pt: the source kind, the categories, the training images and
+    their size."""
+    manifest = read_manifest(split_root)
+    categories = sorted(manifest.loc[manifest["split"] == "train", "category"].astype(str).unique())
+    return {"source": params.source.kind, "categories": categories, "images": len(x_train), "size": int(x_train.shape[-1])}
+
+
 def fingerprint(params: Params, split_root: Path) -> str:
     """What a checkpoint must match to be resumed: the train params, the seed, every byte of the data, and the
     code that defines the training (a checkpoint made by other code is not continued)."""
@@ -404,7 +412,10 @@ def _train(
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
             if live is not None:
                 _publish_epoch(live, trainer, key, checkpoint_path, (x_test, y_test))
-    info = {"epochs": trainer.epoch, "history": trainer.history, "train": cfg.model_dump(mode="json"), "seed": params.seed}
+    info = {
+        "epochs": trainer.epoch, "history": trainer.history, "train": cfg.model_dump(mode="json"), "seed": params.seed,
+        "data": trained_on(params, split_root, x_train),
+    }
     if world.is_main:
         save_generator(models_root / GENERATOR_FILE, trainer.generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
     if world.distributed:

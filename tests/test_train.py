@@ -52,6 +52,7 @@ def test_training_writes_a_generator_colorize_can_load_and_logs_each_epoch(split
     assert {"loss_d", "loss_g_gan", "loss_g_l1", "images_per_second"} <= set(info["history"][0])
     colorizer = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, device="cpu")
     assert colorizer.image_size == 32 and colorizer.info["epochs"] == 2
+    assert colorizer.info["data"] == {"source": "synthetic", "categories": ["sky"], "images": 10, "size": 32}
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_g_l1.tsv").is_file()
     assert sorted(p.name for p in (tmp_path / "live" / "plots" / "images" / "samples").iterdir()) == ["epoch-001.png", "epoch-002.png"]
 
