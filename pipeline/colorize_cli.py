@@ -116,6 +116,18 @@ def load_model(path: Path, device_name: str) -> Colorizer:
         raise CliError(f"cannot load model {path}: {exc}") from exc
 
 
+def demo_model_warning(colorizer: Colorizer) -> str | None:
+    """One line when the model learnt from the synthetic demo scenes only (generator.pt's info["data"]), else None."""
+    trained_on = colorizer.info.get("data")
+    if not isinstance(trained_on, dict) or trained_on.get("source") != "synthetic":
+        return None
+    return (
+        f"{PROG}: warning: this model was trained on the synthetic demo scenes only; expect poor colors on real photos. "
+        "Train it on real ones (README, Image sources): dvc exp run -S source.kind=folder -S source.folder.path=DIR "
+        "(one sub-folder of photos per category), or source.kind=bing or cifar10"
+    )
+
+
 def read_image(path: Path) -> Image.Image:
     """The fully decoded, upright 8-bit RGB image; Unreadable says why not."""
     try:
@@ -179,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         inputs = find_inputs(args.inputs)
         outputs = plan_outputs(inputs, args.output)
         colorizer = load_model(args.model, args.device)
+        if warning := demo_model_warning(colorizer):
+            print(warning, file=sys.stderr)
         announce_renames(inputs, outputs)
         skipped = colorize_all(colorizer, inputs, outputs, args.overwrite)
     except CliError as exc:

@@ -21,12 +21,16 @@ from tests.images import colorful, encode
 EXIF_ORIENTATION = 0x0112
 
 
+def save_model(path: Path, info: dict) -> Path:
+    """A small untrained generator whose file records `info` (a file of older training code has no "data")."""
+    config = GeneratorConfig(base_filters=8, depth=3)
+    save_generator(path, define_generator(config).eval(), config, LabNormalization(), 32, info)
+    return path
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = GeneratorConfig(base_filters=8, depth=3)
-    path = tmp_path_factory.mktemp("model") / "generator.pt"
-    save_generator(path, define_generator(config).eval(), config, LabNormalization(), 32, {})
-    return path
+    return save_model(tmp_path_factory.mktemp("model") / "generator.pt", {})
 
 
 def run(model: Path, *args: str | Path) -> int:
@@ -78,6 +82,25 @@ def test_all_good_images_are_colorized_at_their_size(model: Path, tmp_path: Path
     captured = capsys.readouterr()
     assert captured.err == ""
     assert f"colorized {len(GOOD)} images into {tmp_path / 'out'} (0 skipped)" in captured.out
+
+
+@pytest.mark.parametrize(("source", "warned"), [("synthetic", True), ("folder", False), (None, False)])
+def test_a_model_of_the_synthetic_demo_source_is_named_in_one_warning_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str | None, warned: bool
+) -> None:
+    trained_on = {"source": source, "categories": ["sky", "forest"], "images": 900, "size": 200}
+    model = save_model(tmp_path / "generator.pt", {"epochs": 1} if source is None else {"epochs": 1, "data": trained_on})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rgb.png").write_bytes(encode(colorful(45, 33), "PNG"))
+
+    assert run(model, tmp_path / "in", "-o", tmp_path / "out") == 0
+
+    err_lines = capsys.readouterr().err.splitlines()
+    warnings = [line for line in err_lines if "synthetic demo" in line]
+    assert len(warnings) == warned and len(err_lines) == warned
+    if warned:
+        assert warnings[0].startswith("colorize: warning: ") and "source.kind=folder" in warnings[0]
+    assert (tmp_path / "out" / "rgb.png").is_file()
 
 
 def test_unreadable_files_are_reported_and_skipped(
