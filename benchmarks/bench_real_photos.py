@@ -1,4 +1,5 @@
-"""A trained generator on real photos it never saw: the color photos that ship with scikit-image, at full resolution.
+"""A trained generator on real photos it never saw: the color photos that ship with scikit-image (those the evaluate stage
+scores, pipeline/real_photos.py), at full resolution.
 
     python benchmarks/bench_real_photos.py [--model data/models/generator.pt]
 
@@ -18,12 +19,11 @@ import numpy as np
 import pandas as pd
 from bench_colorize_memory import whole_frame_colorize_batch
 from PIL import Image
-from skimage import data
 
 from pipeline.colorizer import Colorizer
 from pipeline.metrics import grayscale_baseline, image_metrics
+from pipeline.real_photos import real_photos
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 SHOWN = ("psnr", "ab_error", "accuracy_eps5", "colorfulness", "colorfulness_truth")
 
 
@@ -39,8 +39,7 @@ def main() -> None:
         "grayscale": lambda image: Image.fromarray(grayscale_baseline(np.asarray(image))),
     }
     rows = []
-    for name in PHOTOS:
-        truth = Image.fromarray(getattr(data, name)())
+    for name, truth in real_photos().items():
         for method, colorize in methods.items():
             scores = asdict(image_metrics(np.asarray(colorize(truth)), np.asarray(truth)))
             rows.append({"photo": f"{name} {truth.width}x{truth.height}", "method": method, **{k: scores[k] for k in SHOWN}})

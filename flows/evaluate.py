@@ -1,4 +1,5 @@
-"""evaluate: colorize the test images with the trained generator and score it against a grayscale baseline (data/eval)."""
+"""evaluate: colorize the test images, and real photos out of domain, with the trained generator and score it against a
+grayscale baseline (data/eval)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.evaluate import evaluate_model
+from pipeline.evaluate import GRIDS, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
 from pipeline.metrics import METRICS
 
 EVAL = DATA / "eval"
@@ -19,14 +20,23 @@ def _mean_std(summary: dict) -> str:
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
+def _methods_table(summaries: dict) -> list[str]:
+    """Markdown rows: every metric, model and baseline side by side."""
+    return [
+        "| metric | model (mean ± std) | grayscale baseline (mean ± std) |",
+        "| --- | --- | --- |",
+        *(f"| {m} | {_mean_std(summaries['model'][m])} | {_mean_std(summaries['baseline'][m])} |" for m in METRICS),
+    ]
+
+
 def report(metrics: dict) -> str:
-    """Markdown: every metric for the model and the baseline, then the main metrics per category (model / baseline)."""
+    """Markdown: every metric for the model and the baseline, the main metrics per category (model / baseline), then
+    every metric on the real photos out of domain."""
+    real = metrics[REAL_PHOTOS]
     lines = [
         f"Test images: {metrics['images']}",
         "",
-        "| metric | model (mean ± std) | grayscale baseline (mean ± std) |",
-        "| --- | --- | --- |",
-        *(f"| {m} | {_mean_std(metrics['model'][m])} | {_mean_std(metrics['baseline'][m])} |" for m in METRICS),
+        *_methods_table(metrics),
         "",
         "| category | " + " | ".join(f"{m} (model / baseline)" for m in MAIN_METRICS) + " |",
         "| --- |" + " --- |" * len(MAIN_METRICS),
@@ -34,13 +44,20 @@ def report(metrics: dict) -> str:
     for category, methods in metrics["per_category"].items():
         cells = (f"{methods['model'][m]['mean']:.3f} / {methods['baseline'][m]['mean']:.3f}" for m in MAIN_METRICS)
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Real photos, out of domain: {real['images']} (scikit-image's, colorized at full resolution; grid: "
+        f"{EVAL / GRIDS / REAL_PHOTOS_GRID})",
+        "",
+        *_methods_table(real),
+    ]
     return "\n".join(lines) + "\n"
 
 
 @flow(name="evaluate")
 def evaluate(params: Params) -> dict:
     metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
-    create_markdown_artifact(key="evaluation", markdown=report(metrics), description="Colorization metrics on the test images")
+    create_markdown_artifact(key="evaluation", markdown=report(metrics), description="Colorization metrics on the test images and real photos")
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""The evaluate stage: colorize the test images, score them against the grayscale baseline, draw comparison grids."""
+"""The evaluate stage: colorize the test images, and real photos out of domain, score them against the grayscale baseline,
+draw comparison grids."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from pipeline.images import PNG_LEVEL, image_grid
 from pipeline.metrics import METRICS, grayscale_baseline, image_metrics, summarize
 from pipeline.parallel import batched
 from pipeline.progress import track_batches
+from pipeline.real_photos import real_photos
 
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
 GRIDS = "grids"
 OVERVIEW = "overview.png"
+REAL_PHOTOS = "real_photos"  # metrics.json's key for them
+REAL_PHOTOS_GRID = "real-photos.png"  # no category grid can take this name: category folders have no hyphen
+REAL_PHOTOS_CELL = 256  # px: the longer side of each photo in their grid
 METHODS = ("model", "baseline")
 PER_IMAGE_COLUMNS = ["file", "category", "method", *METRICS]
 BATCH_SIZE = 16  # test images per network call
@@ -51,13 +56,31 @@ def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) ->
 
 def summarize_methods(per_image: pd.DataFrame) -> dict:
     """metrics.json: mean and std of each metric per method, overall and per category, and the image count."""
-    by_method = {method: per_image[per_image["method"] == method] for method in METHODS}
+    by_method = _by_method(per_image)
     per_category = {method: summarize(rows, by="category") for method, rows in by_method.items()}
     return {
         **{method: summarize(rows) for method, rows in by_method.items()},
         "per_category": {category: {method: per_category[method][category] for method in METHODS} for category in per_category["model"]},
         "images": len(by_method["model"]),
     }
+
+
+def _by_method(per_image: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {method: per_image[per_image["method"] == method] for method in METHODS}
+
+
+def score_real_photos(colorizer: Colorizer) -> tuple[dict, list[GridRow]]:
+    """The model and the grayscale baseline on scikit-image's real photos, each colorized at full resolution as `colorize`
+    does: metrics.json's real_photos block (mean and std of each metric per method, and the photo count), and a grid row
+    per photo."""
+    rows: list[dict] = []
+    grid: list[GridRow] = []
+    for name, photo in real_photos().items():
+        colorized = colorizer.colorize(photo)
+        rows += score(name, REAL_PHOTOS, np.asarray(colorized), np.asarray(photo))
+        grid.append([photo.convert("L"), colorized, photo])
+    by_method = _by_method(pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS))
+    return {**{method: summarize(method_rows) for method, method_rows in by_method.items()}, "images": len(grid)}, grid
 
 
 def _open(path: Path, mode: str) -> Image.Image:
@@ -73,13 +96,15 @@ def _test_images(split_root: Path) -> pd.DataFrame:
     return test
 
 
-def _write_grids(folder: Path, grids: dict[str, list[GridRow]]) -> None:
-    """grids/<category>.png, and grids/overview.png with the first rows of every category."""
+def _write_grids(folder: Path, grids: dict[str, list[GridRow]], real_photo_rows: list[GridRow]) -> None:
+    """grids/<category>.png, grids/overview.png with the first rows of every category, and grids/real-photos.png with
+    the real photos reduced to REAL_PHOTOS_CELL."""
     folder.mkdir()
     for category, rows in grids.items():
         _grid(rows).save(folder / f"{category}.png", compress_level=PNG_LEVEL)
     overview = [row for rows in grids.values() for row in rows[:_OVERVIEW_ROWS]]
     _grid(overview).save(folder / OVERVIEW, compress_level=PNG_LEVEL)
+    image_grid(real_photo_rows, cell=REAL_PHOTOS_CELL).save(folder / REAL_PHOTOS_GRID, compress_level=PNG_LEVEL)
 
 
 def _grid(rows: list[GridRow]) -> Image.Image:
@@ -88,7 +113,8 @@ def _grid(rows: list[GridRow]) -> Image.Image:
 
 
 def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> dict:
-    """Score the model and the grayscale baseline on every test image; write metrics.json, per_image.csv and grids/."""
+    """Score the model and the grayscale baseline on every test image and on the real photos; write metrics.json,
+    per_image.csv (test images) and grids/."""
     test = _test_images(split_root)
     colorizer = load_colorizer(model_path, device)
     rows: list[dict] = []
@@ -103,9 +129,10 @@ def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: 
             if len(grid) < grid_rows:
                 grid.append([gray, colorized, truth])
     per_image = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
-    metrics = summarize_methods(per_image)
+    real_photo_metrics, real_photo_rows = score_real_photos(colorizer)
+    metrics = {**summarize_methods(per_image), REAL_PHOTOS: real_photo_metrics}
     with staged_output(eval_root) as staging:
         per_image.to_csv(staging / PER_IMAGE_FILE, index=False)
         atomic_write_json(staging / METRICS_FILE, metrics)
-        _write_grids(staging / GRIDS, grids)
+        _write_grids(staging / GRIDS, grids, real_photo_rows)
     return metrics

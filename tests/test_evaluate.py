@@ -1,4 +1,5 @@
-"""The evaluate stage on a tiny split and an untrained generator: metrics, per-image rows, grids, and the flow's artifact."""
+"""The evaluate stage on a tiny split and an untrained generator: metrics, per-image rows, grids, the real photos out of
+domain, and the flow's artifact."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from flows.evaluate import evaluate
 from pipeline.colorizer import Colorizer, save_generator
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
-from pipeline.evaluate import evaluate_model
+from pipeline.evaluate import REAL_PHOTOS_CELL, evaluate_model
 from pipeline.lab import LabNormalization
 from pipeline.metrics import METRICS
 from pipeline.networks import GeneratorConfig, define_generator
+from pipeline.real_photos import PHOTOS
 from tests.images import colorful
 
 SIDE = 32
@@ -70,10 +72,11 @@ def evaluated(tmp_path_factory):
 def test_metrics_json_summarises_model_and_baseline_overall_and_per_category(evaluated):
     _, eval_root, metrics = evaluated
     assert json.loads((eval_root / "metrics.json").read_text()) == metrics
-    assert set(metrics) == {"model", "baseline", "per_category", "images"}
+    assert set(metrics) == {"model", "baseline", "per_category", "images", "real_photos"}
     assert metrics["images"] == len(CATEGORIES) * TEST_PER_CATEGORY
     assert set(metrics["per_category"]) == set(CATEGORIES)
     summaries = [metrics["model"], metrics["baseline"]] + [s for c in metrics["per_category"].values() for s in c.values()]
+    summaries += [metrics["real_photos"]["model"], metrics["real_photos"]["baseline"]]
     for summary in summaries:
         assert set(summary) == set(METRICS)
         assert all(set(value) == {"mean", "std"} for value in summary.values())
@@ -95,10 +98,21 @@ def test_the_grayscale_baseline_has_no_color_and_both_methods_share_the_truth(ev
     assert metrics["model"]["colorfulness_truth"]["mean"] > 10
 
 
+def test_the_real_photos_are_scored_for_the_model_and_the_baseline_out_of_domain(evaluated):
+    _, eval_root, metrics = evaluated
+    real = metrics["real_photos"]
+    assert set(real) == {"model", "baseline", "images"} and real["images"] == len(PHOTOS) >= 6
+    assert real["baseline"]["colorfulness"]["mean"] == pytest.approx(0, abs=0.5)
+    assert real["model"]["colorfulness_truth"] == real["baseline"]["colorfulness_truth"]
+    assert real["model"]["colorfulness_truth"]["mean"] > 10
+    with Image.open(eval_root / "grids/real-photos.png") as sheet:
+        assert sheet.size == grid_size(rows=len(PHOTOS), cell=REAL_PHOTOS_CELL, gap=REAL_PHOTOS_CELL // 32)
+
+
 def test_grids_show_grayscale_colorized_and_original_per_category_and_an_overview(evaluated):
     split_root, eval_root, _ = evaluated
     grids = eval_root / "grids"
-    assert sorted(path.name for path in grids.iterdir()) == ["beach.png", "forest.png", "overview.png"]
+    assert sorted(path.name for path in grids.iterdir()) == ["beach.png", "forest.png", "overview.png", "real-photos.png"]
     with Image.open(grids / "beach.png") as sheet:
         assert sheet.size == grid_size(rows=GRID_ROWS)
         first_row = [np.asarray(sheet.crop((2 + c * (SIDE + 2), 2, 2 + c * (SIDE + 2) + SIDE, 2 + SIDE))) for c in range(3)]
@@ -148,4 +162,5 @@ def test_the_flow_publishes_an_evaluation_artifact(tmp_path, monkeypatch, prefec
     [artifact] = [artifact for artifact in artifacts if artifact.key == "evaluation"]
     assert "| psnr |" in artifact.data and "grayscale baseline" in artifact.data
     assert all(f"| {category} |" in artifact.data for category in CATEGORIES)
+    assert f"Real photos, out of domain: {len(PHOTOS)} " in artifact.data and "real-photos.png" in artifact.data
     assert (tmp_path / "data/eval/metrics.json").is_file()
