@@ -156,13 +156,14 @@ class GeneratorParams(_Strict):
     depth: Annotated[int, Field(ge=2, le=8)] = 5
     norm: Literal["batch", "instance"] = "batch"
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    upsample: Literal["transpose", "resize"] = "transpose"
 
 
 class DiscriminatorParams(_Strict):
     name: Literal["patchgan"] = "patchgan"
     base_filters: Annotated[int, Field(ge=1)] = 16
     n_layers: Annotated[int, Field(ge=1, le=5)] = 3
-    norm: Literal["batch", "instance"] = "batch"
+    norm: Literal["batch", "instance", "spectral"] = "batch"
 
 
 class Train(_Strict):
@@ -175,12 +176,22 @@ class Train(_Strict):
     gan_mode: Literal["vanilla", "lsgan"] = "vanilla"
     lambda_gan: Annotated[float, Field(ge=0)] = 1.0  # 0: an L1-only baseline, no discriminator
     lambda_l1: Annotated[float, Field(ge=0)] = 100.0
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0  # first epochs train the generator on L1 alone (no discriminator)
+    decay_epochs: Annotated[int, Field(ge=0)] = 0  # the learning rates fall linearly towards 0 over the last epochs
+    ema: Annotated[float, Field(ge=0, lt=1)] = 0.0  # decay of the generator's weight average that is saved (0: none)
     mixed_precision: bool = True  # bf16 autocast and channels_last, on CUDA only
     compile: bool = False  # torch.compile the networks
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
     nproc: Annotated[int, Field(ge=1)] = 1  # torchrun processes (one per GPU): DistributedDataParallel when > 1
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
+
+    @model_validator(mode="after")
+    def _phases_fit(self) -> Train:
+        for key in ("warmup_epochs", "decay_epochs"):
+            if getattr(self, key) > self.epochs:
+                raise ValueError(f"{key}: {getattr(self, key)} is more than epochs ({self.epochs})")
+        return self
 
 
 class Runner(_Strict):

@@ -27,6 +27,7 @@ class GeneratorConfig:
     depth: int = 6
     norm: str = "batch"  # "batch" | "instance"
     dropout: float = 0.5  # on the decoder blocks just outside the bottleneck, as pix2pix
+    upsample: str = "transpose"  # "transpose" (pix2pix) | "resize": nearest ×2 then a 3×3 conv, free of checkerboards
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class DiscriminatorConfig:
     in_channels: int = 3
     base_filters: int = 64
     n_layers: int = 3
-    norm: str = "batch"  # "batch" | "instance"
+    norm: str = "batch"  # "batch" | "instance" | "spectral" (spectral normalization of every conv, no norm layer)
 
 
 def _choose(choices: dict[str, _T], name: str, what: str) -> _T:
@@ -53,6 +54,16 @@ _NORMS: dict[str, Callable[[int], nn.Module]] = {
 
 def _norm(kind: str, channels: int) -> nn.Module:
     return _choose(_NORMS, kind, "norm")(channels)
+
+
+def _upsampling_conv(kind: str, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
+    """A ×2 upsampling convolution: pix2pix's 4×4 transposed conv, or a nearest resize then a 3×3 conv (Odena et al.
+    2016), which cannot leave a checkerboard."""
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=bias)
+    if kind == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=bias))
+    raise ValueError(f"unknown upsample {kind!r}; choose one of resize, transpose")
 
 
 def _filters(base: int, level: int) -> int:
@@ -82,11 +93,11 @@ def _up_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Modul
     bottleneck, the encoder's skip at this level. The outermost ends in Tanh."""
     in_channels = channels[level] if level == cfg.depth - 1 else 2 * channels[level]
     if level == 0:
-        return nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(in_channels, cfg.out_channels, 4, 2, 1), nn.Tanh())
+        return nn.Sequential(nn.ReLU(), _upsampling_conv(cfg.upsample, in_channels, cfg.out_channels, True), nn.Tanh())
     dropout = cfg.depth - 1 - _MAX_DROPOUT_BLOCKS <= level < cfg.depth - 1
     return nn.Sequential(
         nn.ReLU(),
-        nn.ConvTranspose2d(in_channels, channels[level - 1], 4, 2, 1, bias=cfg.norm != "batch"),
+        _upsampling_conv(cfg.upsample, in_channels, channels[level - 1], cfg.norm != "batch"),
         _norm(cfg.norm, channels[level - 1]),
         nn.Dropout(cfg.dropout) if dropout else nn.Identity(),
     )
@@ -129,26 +140,34 @@ class UNetGenerator(nn.Module):
 class PatchGANDiscriminator(nn.Module):
     """pix2pix's PatchGAN: `n_layers` stride-2 convs, then two stride-1 convs; a map of logits (no sigmoid).
 
-    Each logit judges one overlapping patch (70×70 for n_layers=3). Any H×W >= 32 (for n_layers=3).
+    Each logit judges one overlapping patch (70×70 for n_layers=3). Any H×W >= 32 (for n_layers=3). With norm
+    "spectral", every conv's weight is spectrally normalized (Miyato et al. 2018) and there are no norm layers.
     """
 
     def __init__(self, cfg: DiscriminatorConfig) -> None:
         super().__init__()
+        spectral = cfg.norm == "spectral"
+        conv = _spectral_conv if spectral else nn.Conv2d
         uses_bias = cfg.norm != "batch"  # batch norm has its own shift
         channels = [_filters(cfg.base_filters, level) for level in range(cfg.n_layers + 1)]
-        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, channels[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [conv(cfg.in_channels, channels[0], 4, 2, 1), nn.LeakyReLU(0.2)]
         for level in range(1, cfg.n_layers + 1):
             stride = 2 if level < cfg.n_layers else 1
             layers += [
-                nn.Conv2d(channels[level - 1], channels[level], 4, stride, 1, bias=uses_bias),
-                _norm(cfg.norm, channels[level]),
+                conv(channels[level - 1], channels[level], 4, stride, 1, bias=uses_bias),
+                nn.Identity() if spectral else _norm(cfg.norm, channels[level]),
                 nn.LeakyReLU(0.2),
             ]
-        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 1))
+        layers.append(conv(channels[-1], 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def _spectral_conv(*args: int, **kwargs: bool) -> nn.Module:
+    """nn.Conv2d(*args, **kwargs) whose weight is divided by its largest singular value (one power iteration a step)."""
+    return nn.utils.parametrizations.spectral_norm(nn.Conv2d(*args, **kwargs))
 
 
 _GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {"unet": UNetGenerator}
@@ -159,7 +178,8 @@ def init_weights(net: nn.Module, std: float = 0.02) -> None:
     """pix2pix's initialisation: conv weights N(0, std), norm weights N(1, std), biases 0."""
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(module.weight, 0.0, std)
+            parametrized = nn.utils.parametrize.is_parametrized(module, "weight")  # spectral norm: the raw weight
+            nn.init.normal_(module.parametrizations.weight.original if parametrized else module.weight, 0.0, std)
         elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
             nn.init.normal_(module.weight, 1.0, std)
         else:
@@ -197,3 +217,8 @@ class GANLoss(nn.Module):
     def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
         label = self.real_label if target_is_real else self.fake_label
         return self.criterion(prediction, label.to(prediction.dtype).expand_as(prediction))
+
+    def judged_real(self, prediction: torch.Tensor) -> torch.Tensor:
+        """Where the discriminator's output says "real": a positive logit (vanilla), nearer the real label (lsgan)."""
+        threshold = 0.0 if isinstance(self.criterion, nn.BCEWithLogitsLoss) else float(self.real_label + self.fake_label) / 2
+        return prediction > threshold

@@ -3,6 +3,7 @@ one DistributedDataParallel process per device (NCCL on CUDA, gloo on the CPU) o
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -32,8 +33,9 @@ from pipeline.config import Params, Train
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, one_line
 from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
-from pipeline.images import image_grid
+from pipeline.images import colorfulness, image_grid
 from pipeline.lab import LabNormalization, rgb_to_lab
+from pipeline.metrics import capped_psnr, grayscale_baseline
 from pipeline.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
 from pipeline.weights import load_weights
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NORMALIZATION = LabNormalization()
+HEALTH_IMAGES = 32  # test images scored after every epoch (the first ones, always the same)
+DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class Trainer:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
     gan_loss: GANLoss
+    ema: nn.Module | None = None  # the generator's exponential moving average (train.ema > 0)
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -215,30 +220,62 @@ class Trainer:
             generator = generator.to(memory_format=torch.channels_last)
             discriminator = discriminator.to(memory_format=torch.channels_last) if discriminator else None
         opt_g = torch.optim.Adam(generator.parameters(), **adam)
-        return cls(cfg, device, generator, discriminator, opt_g, opt_d, GANLoss(cfg.gan_mode).to(device))
+        ema = copy.deepcopy(generator).requires_grad_(False) if cfg.ema > 0 else None
+        return cls(cfg, device, generator, discriminator, opt_g, opt_d, GANLoss(cfg.gan_mode).to(device), ema)
+
+    @property
+    def saved_generator(self) -> nn.Module:
+        """What generator.pt holds: the weight average when there is one, else the generator itself."""
+        return self.ema if self.ema is not None else self.generator
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the epoch under way is past the L1 warm-up and has a discriminator to train against."""
+        return self.discriminator is not None and self.epoch >= self.cfg.warmup_epochs
+
+    def set_learning_rates(self) -> None:
+        """`train.lr` for the epoch under way, falling linearly over the last `train.decay_epochs` (as pix2pix)."""
+        epochs_left = self.cfg.epochs - self.epoch  # counting the one under way
+        factor = min(1.0, epochs_left / (self.cfg.decay_epochs + 1))
+        for optimizer in (self.opt_g, self.opt_d):
+            for group in optimizer.param_groups if optimizer else ():
+                group["lr"] = self.cfg.lr * factor
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the weight average towards the generator's weights; its batch-norm statistics are the generator's."""
+        if self.ema is None:
+            return
+        for average, weight in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            average.lerp_(weight, 1 - self.cfg.ema)
+        for average, buffer in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            average.copy_(buffer)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.mixed_precision)
 
     def step(self, batch: Batch, forward_g: nn.Module, forward_d: nn.Module | None) -> dict[str, float]:
-        """One optimisation step of D (if any) then G; the losses as floats. G's step calls a DDP-wrapped D's own module,
-        so that DDP does not expect D's gradients from it."""
+        """One optimisation step of D then G (G alone during the warm-up); the losses, and D's accuracy on real and fake
+        pairs, as floats. G's step calls a DDP-wrapped D's own module, so that DDP does not expect D's gradients from it."""
         losses: dict[str, float] = {}
+        adversarial = forward_d is not None and self.opt_d is not None and self.adversarial
         with self._autocast():
             fake = forward_g(batch.l_norm)
-        if forward_d is not None and self.opt_d is not None:
+        if adversarial:
             with self._autocast():
-                real_pairs = torch.cat([batch.l_norm, batch.ab_norm], 1)
-                fake_pairs = torch.cat([batch.l_norm, fake.detach()], 1)
-                loss_d = 0.5 * (self.gan_loss(forward_d(real_pairs).float(), True) + self.gan_loss(forward_d(fake_pairs).float(), False))
+                real_logits = forward_d(torch.cat([batch.l_norm, batch.ab_norm], 1)).float()
+                fake_logits = forward_d(torch.cat([batch.l_norm, fake.detach()], 1)).float()
+                loss_d = 0.5 * (self.gan_loss(real_logits, True) + self.gan_loss(fake_logits, False))
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
             losses["loss_d"] = loss_d.item()
+            losses["d_accuracy_real"] = self.gan_loss.judged_real(real_logits).float().mean().item()
+            losses["d_accuracy_fake"] = (~self.gan_loss.judged_real(fake_logits)).float().mean().item()
         with self._autocast():
             loss_l1 = F.l1_loss(fake.float(), batch.ab_norm)
             loss_g = self.cfg.lambda_l1 * loss_l1
-            if forward_d is not None:
+            if adversarial:
                 judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
                 loss_gan = self.gan_loss(judge(torch.cat([batch.l_norm, fake], 1)).float(), True)
                 loss_g = loss_g + self.cfg.lambda_gan * loss_gan
@@ -246,6 +283,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        self.update_ema()
         losses["loss_g_l1"] = loss_l1.item()
         return losses
 
@@ -256,6 +294,7 @@ class Trainer:
             "history": self.history,
             "train": self.cfg.model_dump(mode="json"),
             "generator": self.generator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
             "discriminator": self.discriminator.state_dict() if self.discriminator else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
@@ -264,6 +303,8 @@ class Trainer:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.discriminator is not None and self.opt_d is not None:
             self.discriminator.load_state_dict(state["discriminator"])
@@ -292,16 +333,34 @@ def _resumable(path: Path, key: str) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and state.get("fingerprint") == key else None
 
 
-def _samples(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> Image.Image:
-    """Rows of grayscale | colorized | original for a few fixed test images."""
-    trainer.generator.eval()
+def _colorize(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """The saved generator's colorizations of test images, in eval mode, as N×H×W×3 uint8."""
+    net = trainer.saved_generator
+    net.eval()
     with torch.no_grad(), trainer._autocast():
         batch = to_lab_batch(x.to(trainer.device), y.to(trainer.device))
-        rgb = NORMALIZATION.to_rgb(batch.l_norm, trainer.generator(batch.l_norm).float())
-    trainer.generator.train()
-    as_image = lambda t: Image.fromarray((t.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8))  # noqa: E731
-    rows = [[Image.fromarray(x[i, 0].numpy()), as_image(rgb[i]), as_image(y[i].float() / 255)] for i in range(len(x))]
+        rgb = NORMALIZATION.to_rgb(batch.l_norm, net(batch.l_norm).float())
+    net.train()
+    return (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def _samples(x: torch.Tensor, y: torch.Tensor, colorized: np.ndarray) -> Image.Image:
+    """Rows of grayscale | colorized | original for a few fixed test images."""
+    truths = y.permute(0, 2, 3, 1).numpy()
+    rows = [[Image.fromarray(x[i, 0].numpy()), Image.fromarray(colorized[i]), Image.fromarray(truths[i])] for i in range(len(x))]
     return image_grid(rows, cell=96)
+
+
+def health(colorized: np.ndarray, truths: np.ndarray) -> dict[str, float]:
+    """Mean PSNR and colorfulness of colorizations (N×H×W×3 uint8) next to the grayscale baseline's PSNR and the truth's
+    colorfulness: a model that stops beating gray, or turns sepia, shows here."""
+    grays = [grayscale_baseline(truth) for truth in truths]
+    return {
+        "psnr": float(np.mean([capped_psnr(out, truth) for out, truth in zip(colorized, truths, strict=True)])),
+        "psnr_gray": float(np.mean([capped_psnr(gray, truth) for gray, truth in zip(grays, truths, strict=True)])),
+        "colorfulness": float(np.mean([colorfulness(out) for out in colorized])),
+        "colorfulness_truth": float(np.mean([colorfulness(truth) for truth in truths])),
+    }
 
 
 def _forward(net: nn.Module | None, cfg: Train, world: World, device: torch.device) -> nn.Module | None:
@@ -350,15 +409,24 @@ def _train_epoch(
 
 
 def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Rank 0's end of an epoch: the dvclive metrics and samples, then the checkpoint."""
-    summary, samples = trainer.history[-1], trainer.cfg.samples
+    """Rank 0's end of an epoch: the health on the held-out images, the dvclive metrics and samples, then the
+    checkpoint; a warning when the discriminator wins."""
+    x, y = test[0][:HEALTH_IMAGES], test[1][:HEALTH_IMAGES]
+    colorized = _colorize(trainer, x, y)
+    trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in health(colorized, y.permute(0, 2, 3, 1).numpy()).items()}
     for name, value in summary.items():
         live.log_metric(f"train/{name}", value)
-    if samples:
-        live.log_image(f"samples/epoch-{trainer.epoch:03d}.png", _samples(trainer, test[0][:samples], test[1][:samples]))
+    if trainer.cfg.samples:
+        samples = trainer.cfg.samples
+        live.log_image(f"samples/epoch-{trainer.epoch:03d}.png", _samples(x[:samples], y[:samples], colorized[:samples]))
     live.next_step()
     save_checkpoint(checkpoint_path, trainer.state(key))
     log.info("train: epoch %d/%d %s", trainer.epoch, trainer.cfg.epochs, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    if min(summary.get("d_accuracy_real", 0.0), summary.get("d_accuracy_fake", 0.0)) > DISCRIMINATOR_WINS:
+        log.warning(
+            "train: the discriminator wins (accuracy %.3f on real pairs, %.3f on fakes): its verdicts no longer guide the generator; "
+            "see the README's training health section", summary["d_accuracy_real"], summary["d_accuracy_fake"],
+        )
 
 
 def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> dict[str, Any]:
@@ -408,6 +476,7 @@ def _train(
             # the epoch's data order (single process), crops and flips; per rank under DDP, rank 0's as in a single process
             rng = torch.Generator().manual_seed(params.seed * 100_003 + epoch + 1_000_003 * world.rank)
             order = _epoch_order(len(x_train), epoch, rng, sampler)
+            trainer.set_learning_rates()
             summary = _train_epoch(trainer, (x_train, y_train), order, batch_size, rng, forwards, world)
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
             if live is not None:
@@ -417,7 +486,7 @@ def _train(
         "data": trained_on(params, split_root, x_train),
     }
     if world.is_main:
-        save_generator(models_root / GENERATOR_FILE, trainer.generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
+        save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
     if world.distributed:
         digest = parameters_sha256(trainer.generator)
         log.info("train: rank %d of %d finished; generator parameters sha256 %s", world.rank, world.world_size, digest)

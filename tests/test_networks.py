@@ -25,11 +25,12 @@ def parameter_count(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 @pytest.mark.parametrize(("batch", "height", "width"), [(1, 33, 47), (2, 200, 200), (1, 32, 32), (3, 17, 5)])
-def test_generator_maps_l_to_ab_at_any_size_in_train_mode(norm, batch, height, width):
+def test_generator_maps_l_to_ab_at_any_size_in_train_mode(norm, upsample, batch, height, width):
     torch.manual_seed(0)
-    generator = define_generator(GeneratorConfig(base_filters=8, depth=6, norm=norm)).train()
+    generator = define_generator(GeneratorConfig(base_filters=8, depth=6, norm=norm, upsample=upsample)).train()
     ab = generator(torch.rand(batch, 1, height, width) * 2 - 1)
     assert ab.shape == (batch, 2, height, width)
     assert ab.abs().max() <= 1 and torch.isfinite(ab).all()
@@ -42,7 +43,7 @@ def test_generator_with_a_one_pixel_bottleneck_trains_on_one_image():
     assert generator(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
 
-@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("norm", ["batch", "instance", "spectral"])
 @pytest.mark.parametrize(("height", "width"), [(33, 47), (200, 200), (32, 32)])
 def test_discriminator_gives_a_map_of_logits(norm, height, width):
     discriminator = define_discriminator(DiscriminatorConfig(base_filters=8, norm=norm)).train()
@@ -73,6 +74,36 @@ def test_unknown_names_raise_value_error_naming_the_choices():
         define_generator(GeneratorConfig(norm="group"))
     with pytest.raises(ValueError, match="lsgan, vanilla"):
         GANLoss("wgangp")
+    with pytest.raises(ValueError, match="resize, transpose"):
+        define_generator(GeneratorConfig(upsample="bilinear"))
+
+
+def test_resize_upsampling_leaves_no_checkerboard_on_a_flat_input():
+    """A transposed 4×4 stride-2 conv gives alternate pixels different kernel taps; nearest-resize then conv does not."""
+    torch.manual_seed(0)
+    flat = torch.full((1, 1, 96, 96), 0.5)
+    for upsample, uneven in (("transpose", True), ("resize", False)):
+        ab = define_generator(GeneratorConfig(base_filters=8, depth=2, norm="instance", upsample=upsample)).eval()(flat)
+        inner = ab[0, 0, 16:-16, 16:-16]  # away from the borders' padding
+        checker = (inner[0::2, 0::2] - inner[1::2, 1::2]).abs().max().item()
+        assert (checker > 1e-4) == uneven, upsample
+
+
+def test_spectral_norm_bounds_every_discriminator_conv_and_keeps_pix2pix_initialisation():
+    torch.manual_seed(0)
+    discriminator = define_discriminator(DiscriminatorConfig(base_filters=8, norm="spectral")).train()
+    for _ in range(20):  # each forward pass in train mode runs one power iteration
+        discriminator(torch.randn(2, 3, 32, 32))
+    convs = [module for module in discriminator.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert len(convs) == 5 and not any(isinstance(module, torch.nn.BatchNorm2d) for module in discriminator.modules())
+    for conv in convs:
+        assert torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2).item() == pytest.approx(1.0, abs=0.05)
+    assert convs[1].parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_gan_loss_judges_real_by_the_sign_of_logits_or_the_nearer_label():
+    assert GANLoss("vanilla").judged_real(torch.tensor([-0.1, 0.1])).tolist() == [False, True]
+    assert GANLoss("lsgan").judged_real(torch.tensor([0.4, 0.6])).tolist() == [False, True]
 
 
 def test_init_weights_follows_pix2pix():

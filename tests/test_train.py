@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+import pipeline.train
 from flows.common import main
 from flows.train import stage
 from pipeline.colorizer import Colorizer
 from pipeline.config import parse_params
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
+from pipeline.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Trainer, train_model
 from tests.hostile import WritesMarker
 from tests.images import colorful
 
@@ -57,22 +58,82 @@ def test_training_writes_a_generator_colorize_can_load_and_logs_each_epoch(split
     assert sorted(p.name for p in (tmp_path / "live" / "plots" / "images" / "samples").iterdir()) == ["epoch-001.png", "epoch-002.png"]
 
 
-def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path):
-    straight = tmp_path / "straight"
-    train_model(split, straight / "models", straight / "live", tiny_params(2))
+RECIPE = {"warmup_epochs": 1, "decay_epochs": 2, "ema": 0.9, "discriminator": {"base_filters": 4, "n_layers": 2, "norm": "spectral"}}
+
+
+class Killed(Exception):
+    """Stands for the process being killed right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("killed_after", [1, 2], ids=["in-the-warm-up", "in-the-adversarial-phase"])
+def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path, monkeypatch, killed_after):
+    params = tiny_params(3, **RECIPE)
+    straight = train_model(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
+    save = pipeline.train.save_checkpoint
+
+    def save_then_die(path: Path, state: dict) -> None:
+        save(path, state)
+        if state["epoch"] == killed_after:
+            raise Killed
+
     resumed = tmp_path / "resumed"
-    train_model(split, resumed / "models", resumed / "live", tiny_params(1))
-    checkpoint = torch.load(resumed / "models" / CHECKPOINT_FILE, weights_only=True)
-    checkpoint["fingerprint"] = torch.load(straight / "models" / CHECKPOINT_FILE, weights_only=True)["fingerprint"]
-    torch.save(checkpoint, resumed / "models" / CHECKPOINT_FILE)  # as if the 2-epoch run had been killed after epoch 1
-    (resumed / "models" / GENERATOR_FILE).unlink()
-    train_model(split, resumed / "models", resumed / "live", tiny_params(2))
-    a = torch.load(straight / "models" / CHECKPOINT_FILE, weights_only=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline.train, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            train_model(split, resumed / "models", resumed / "live", params)
+    again = train_model(split, resumed / "models", resumed / "live", params)
+    a = torch.load(tmp_path / "straight" / "models" / CHECKPOINT_FILE, weights_only=True)
     b = torch.load(resumed / "models" / CHECKPOINT_FILE, weights_only=True)
-    assert a["epoch"] == b["epoch"] == 2
-    for name, tensor in a["generator"].items():
-        assert torch.equal(tensor, b["generator"][name]), name
-    assert a["history"][1]["loss_g_l1"] == b["history"][1]["loss_g_l1"]
+    assert a["epoch"] == b["epoch"] == 3
+    for part in ("generator", "ema", "discriminator"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), (part, name)
+    timeless = lambda history: [{k: v for k, v in epoch.items() if k != "images_per_second"} for epoch in history]  # noqa: E731
+    assert timeless(again["history"]) == timeless(straight["history"])
+
+
+def test_the_warm_up_trains_the_generator_alone_then_the_adversarial_phase_starts(split, tmp_path):
+    history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(3, **RECIPE))["history"]
+    assert [("loss_d" in epoch, "d_accuracy_real" in epoch, "loss_g_gan" in epoch) for epoch in history] == [
+        (False, False, False), (True, True, True), (True, True, True)
+    ]
+    assert all(0 <= epoch[key] <= 1 for epoch in history[1:] for key in ("d_accuracy_real", "d_accuracy_fake"))
+
+
+def test_the_saved_generator_is_the_weight_average(split, tmp_path):
+    train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(2, **RECIPE))
+    checkpoint = torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=True)
+    saved = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, device="cpu").net.state_dict()
+    assert all(torch.equal(tensor, checkpoint["ema"][name]) for name, tensor in saved.items())
+    assert not all(torch.equal(tensor, checkpoint["generator"][name]) for name, tensor in saved.items())
+
+
+def test_learning_rates_fall_linearly_over_the_decay_epochs():
+    trainer = Trainer.create(tiny_params(4, lr=1e-3, decay_epochs=3).train, torch.device("cpu"))
+    rates = []
+    for epoch in range(4):
+        trainer.epoch = epoch
+        trainer.set_learning_rates()
+        rates += [{group["lr"] for optimizer in (trainer.opt_g, trainer.opt_d) for group in optimizer.param_groups}]
+    assert [rate for [rate] in rates] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
+    history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(1))["history"]
+    scores = history[0]
+    assert scores["test_colorfulness_truth"] > 20 and scores["test_psnr_gray"] > 5
+    assert scores["test_psnr"] != scores["test_psnr_gray"] and scores["test_colorfulness"] >= 0
+    for name in ("test_psnr", "test_psnr_gray", "test_colorfulness", "d_accuracy_real", "d_accuracy_fake"):
+        assert (tmp_path / "live" / "plots" / "metrics" / "train" / f"{name}.tsv").is_file(), name
+
+
+def test_the_log_warns_when_the_discriminator_wins(split, tmp_path, caplog):
+    overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "discriminator": {"base_filters": 16, "n_layers": 2}}  # G ignores D
+    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+        history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, **overpowered))["history"]
+    wins = [min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) > DISCRIMINATOR_WINS for epoch in history]
+    warnings = [record.getMessage() for record in caplog.records if "the discriminator wins" in record.getMessage()]
+    assert not wins[0] and wins[-1] and len(warnings) == sum(wins)
 
 
 def test_changed_params_start_afresh_instead_of_resuming(split, tmp_path):
@@ -90,7 +151,8 @@ def test_changed_data_starts_afresh_even_with_the_same_file_names(split, tmp_pat
 
 def test_lambda_gan_zero_trains_an_l1_only_baseline_without_a_discriminator(split, tmp_path):
     info = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(1, lambda_gan=0))
-    assert set(info["history"][0]) == {"loss_g_l1", "images_per_second"}
+    health = {"test_psnr", "test_psnr_gray", "test_colorfulness", "test_colorfulness_truth"}
+    assert set(info["history"][0]) == {"loss_g_l1", "images_per_second", *health}
     assert torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=True)["discriminator"] is None
 
 

@@ -1,0 +1,144 @@
+"""Colorization quality on real photos the model never saw: the GAN against L1-only and the grayscale baseline.
+
+    python benchmarks/bench_quality.py DATASET [--params presets/cifar10.yaml] [-S train.epochs=3 ...]
+        [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work /tmp/bench_quality]
+
+DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders). The training images go
+through the pipeline's own clean and resize stages (their library functions, with the params' clean and resize
+settings); the test images are only resized, all of them, as the dataset gives them. Each variant trains with
+`train_model` and is scored with `evaluate_model`, exactly as the train and evaluate stages do. Variants are the
+params plus dotted overrides; by default `gan` (the params as they are) and `l1` (train.lambda_gan=0). The prepared
+split is cached in the work folder, keyed by the dataset and the clean and resize params.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from PIL import Image
+
+from pipeline.clean import clean_dataset
+from pipeline.config import Params, parse_params
+from pipeline.evaluate import evaluate_model
+from pipeline.fsutil import sha256_file
+from pipeline.images import luminance_gray
+from pipeline.parallel import process_pool
+from pipeline.resize import resize_dataset, resize_image
+from pipeline.train import GENERATOR_FILE, train_model
+
+SHOWN = ("psnr", "ssim", "ab_error", "accuracy_eps2", "accuracy_eps5", "colorfulness")
+DEFAULT_VARIANTS = ("gan:", "l1:train.lambda_gan=0")
+
+
+def _set(raw: dict[str, Any], dotted: str, value: str) -> None:
+    """raw[a][b][c] = value for "a.b.c", the value parsed as YAML (as `dvc exp run -S` does)."""
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        raw = raw.setdefault(key, {})
+    raw[leaf] = yaml.safe_load(value)
+
+
+def _params(base: dict[str, Any], overrides: list[str]) -> Params:
+    raw = json.loads(json.dumps(base))
+    for item in overrides:
+        key, _, value = item.partition("=")
+        _set(raw, key.strip(), value)
+    return parse_params(raw, origin="bench_quality")
+
+
+def _write_pair(image: Image.Image, split_root: Path, split: str, name: str) -> None:
+    image.save(split_root / f"{split}_y" / name)
+    luminance_gray(image).save(split_root / f"{split}_x" / name)
+
+
+def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
+    """work/split-<key>: the cleaned, resized training images and the resized test images, as the split stage lays
+    them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset and clean/resize params."""
+    settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump()}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    split_root = work / f"split-{key}"
+    if (split_root / "manifest.csv").is_file():
+        return split_root
+    raw_root, clean_root, resized_root = work / "raw", work / "clean", work / "resized"
+    shutil.rmtree(raw_root, ignore_errors=True)
+    raw_root.mkdir(parents=True)
+    (raw_root / "train").symlink_to((dataset / "train").resolve())
+    files = sorted(path for path in (dataset / "train").glob("*/*") if path.is_file())
+    pd.DataFrame(
+        {
+            "file": [f"train/{path.parent.name}/{path.name}" for path in files],
+            "category": [path.parent.name for path in files],
+            "sha256": [sha256_file(path) for path in files],
+        }
+    ).to_csv(raw_root / "manifest.csv", index=False)
+    with process_pool(params.workers) as pool:
+        summary = clean_dataset(raw_root, clean_root, params.clean, pool.map, params.workers)
+        resize_dataset(clean_root, resized_root, params.resize, pool.map, params.workers)
+    print(f"clean: kept {summary['kept']} of {summary['total']} training images; rejected {summary['rejected_by_reason']}")
+    staging = work / "split-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in ("train_x", "train_y", "test_x", "test_y"):
+        (staging / folder).mkdir(parents=True)
+    rows = []
+    for resized_file, category in pd.read_csv(resized_root / "manifest.csv")[["file", "category"]].itertuples(index=False):
+        name = resized_file.replace("/", "_")
+        with Image.open(resized_root / resized_file) as image:
+            _write_pair(image.convert("RGB"), staging, "train", name)
+        rows.append({"file": name, "category": category, "split": "train"})
+    for path in sorted(path for path in (dataset / "test").glob("*/*") if path.is_file()):
+        name = f"{path.parent.name}_{path.stem}.png"
+        with Image.open(path) as image:
+            _write_pair(resize_image(image.convert("RGB"), params.resize.size, params.resize.mode), staging, "test", name)
+        rows.append({"file": name, "category": path.parent.name, "split": "test"})
+    pd.DataFrame(rows).to_csv(staging / "manifest.csv", index=False)
+    staging.rename(split_root)
+    return split_root
+
+
+def run_variant(name: str, params: Params, split_root: Path, work: Path) -> dict[str, Any]:
+    """Train one variant from scratch and score it on the test images; its row of the table."""
+    folder = work / "runs" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.monotonic()
+    train_model(split_root, folder / "models", folder / "training", params)
+    minutes = (time.monotonic() - started) / 60
+    metrics = evaluate_model(split_root, folder / "models" / GENERATOR_FILE, folder / "eval", device=params.train.device)
+    row = {"variant": name, "train_minutes": round(minutes, 1), **{m: metrics["model"][m]["mean"] for m in SHOWN}}
+    row["colorfulness_vs_truth"] = metrics["model"]["colorfulness"]["mean"] / metrics["model"]["colorfulness_truth"]["mean"]
+    gray = {"variant": "grayscale baseline", "train_minutes": 0.0, **{m: metrics["baseline"][m]["mean"] for m in SHOWN}}
+    gray["colorfulness_vs_truth"] = metrics["baseline"]["colorfulness"]["mean"] / metrics["baseline"]["colorfulness_truth"]["mean"]
+    return {"row": row, "gray": gray, "images": metrics["images"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, help="a folder with train/<class>/ and test/<class>/ images")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file to start from (default: %(default)s)")
+    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param for every variant")
+    parser.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", help=f"a variant (default: {' '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_quality"), help="work folder (default: %(default)s)")
+    args = parser.parse_args()
+    base = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    common = _params(base, args.set)
+    args.work.mkdir(parents=True, exist_ok=True)
+    split_root = prepare_split(args.dataset, common, args.work)
+    rows, gray, images = [], None, 0
+    for spec in args.variant or DEFAULT_VARIANTS:
+        name, _, overrides = spec.partition(":")
+        result = run_variant(name, _params(base, [*args.set, *filter(None, overrides.split(","))]), split_root, args.work)
+        rows.append(result["row"])
+        gray, images = result["gray"], result["images"]
+        print(pd.DataFrame([*rows, gray]).round(4).to_markdown(index=False), flush=True)
+    print(f"\n{images} test images of {args.dataset}; params {args.params} {' '.join(f'-S {s}' for s in args.set)}")
+
+
+if __name__ == "__main__":
+    main()
