@@ -1,10 +1,11 @@
-"""The clean stage: keep images that decode fully and have color, as 8-bit RGB, without duplicates."""
+"""The clean stage: keep images that decode fully and carry color, as 8-bit RGB, without duplicates."""
 
 from __future__ import annotations
 
 import io
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean, category_slug
 from pipeline.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, read_manifest, staged_output
-from pipeline.images import DECODE_ERRORS, PNG_LEVEL, colorfulness, hamming, perceptual_hash, to_rgb
+from pipeline.images import (
+    DECODE_ERRORS,
+    PNG_LEVEL,
+    color_beyond_tint,
+    correlation,
+    hamming,
+    perceptual_hash,
+    to_rgb,
+    ycbcr_cells,
+)
 from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.progress import track_batches
 
@@ -38,11 +48,12 @@ class Inspection:
     detail: str = ""
     width: int = 0
     height: int = 0
-    colorfulness: float = 0.0
+    chroma: float = 0.0
     phash: str = ""
+    luma: bytes = b""  # 16×16 lightness thumbnail that confirms a pHash match (not in the manifest)
 
 
-MANIFEST_COLUMNS = ["file", "category", "raw_file", "sha256", "width", "height", "colorfulness", "phash"]
+MANIFEST_COLUMNS = ["file", "category", "raw_file", "sha256", "width", "height", "chroma", "phash"]
 REJECTED_COLUMNS = ["file", "category", "reason", "detail"]
 
 
@@ -54,10 +65,13 @@ def _describe_non_image(path: Path) -> str:
     return f"unknown format (starts with {head[:12]!r})"
 
 
-def _measure(image: Image.Image) -> tuple[float, str]:
+def _measure(image: Image.Image) -> tuple[float, str, bytes]:
+    """(color beyond a tint, pHash as hex, 16×16 lightness thumbnail)."""
     small = image.copy()
     small.thumbnail((_MEASURE_SIDE, _MEASURE_SIDE), Image.Resampling.BOX)
-    return colorfulness(np.asarray(small)), f"{perceptual_hash(small):016x}"
+    cells = ycbcr_cells(small)
+    luma = np.clip(np.round(cells[..., 0]), 0, 255).astype(np.uint8).tobytes()
+    return color_beyond_tint(cells), f"{perceptual_hash(small):016x}", luma
 
 
 def _undecodable(found: Inspection, exc: Exception) -> Inspection:
@@ -106,10 +120,10 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
             return _undecodable(found, exc)
         if not passthrough:  # a passthrough JPEG was decoded at reduced scale; keep the header's size
             found = replace(found, width=rgb.width, height=rgb.height)
-        score, phash = _measure(rgb)
-        found = replace(found, colorfulness=round(score, 2), phash=phash)
-        if score < rules.min_colorfulness:
-            return replace(found, reason="grayscale", detail=f"colorfulness {score:.1f} < clean.min_colorfulness={rules.min_colorfulness}")
+        chroma, phash, luma = _measure(rgb)
+        found = replace(found, chroma=round(chroma, 2), phash=phash, luma=luma)
+        if chroma < rules.min_chroma:
+            return replace(found, reason="grayscale", detail=f"color beyond a tint {chroma:.2f} < clean.min_chroma={rules.min_chroma}")
         extension = _PASSTHROUGH_FORMATS[str(image.format)] if passthrough else "png"
         kept = f"{category_slug(category)}/{sha256[:16]}.{extension}"
         if passthrough:
@@ -137,13 +151,13 @@ class NearDuplicateIndex:
         self._bands = [(low, (1 << (high - low)) - 1) for low, high in zip(edges, edges[1:])]
         self._buckets: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
 
-    def find(self, value: int) -> tuple[str, int] | None:
-        """The first stored (name, distance) within max_distance of `value`."""
+    def find(self, value: int, accept: Callable[[str], bool] = lambda name: True) -> tuple[str, int] | None:
+        """The nearest stored (name, distance) within max_distance of `value` whose name `accept`s."""
         best = None
         for band, (shift, mask) in enumerate(self._bands):
             for other, name in self._buckets.get((band, (value >> shift) & mask), []):
                 distance = hamming(value, other)
-                if distance <= self.max_distance and (best is None or distance < best[1]):
+                if distance <= self.max_distance and (best is None or distance < best[1]) and accept(name):
                     best = (name, distance)
         return best
 
@@ -152,22 +166,39 @@ class NearDuplicateIndex:
             self._buckets[(band, (value >> shift) & mask)].append((value, name))
 
 
-def deduplicate(inspections: list[Inspection], max_distance: int) -> list[Inspection]:
-    """Reject exact (same bytes) and near (pHash) duplicates of an earlier kept image, in the given order."""
+def _luma(item: Inspection) -> np.ndarray:
+    return np.frombuffer(item.luma, dtype=np.uint8)
+
+
+def _looks_alike(kept: dict[str, Inspection], luma: np.ndarray, minimum: float, name: str) -> bool:
+    return correlation(_luma(kept[name]), luma) >= minimum
+
+
+def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]:
+    """Reject exact (same bytes) and near duplicates of an earlier kept image, in the given order.
+
+    Near: pHash within clean.near_duplicate_distance bits, and lightness thumbnails that correlate at least
+    clean.near_duplicate_correlation (a 64-bit pHash of a 32-px image also pairs different pictures of one layout).
+    """
     by_sha: dict[str, str] = {}
-    near = NearDuplicateIndex(max_distance)
+    near = NearDuplicateIndex(rules.near_duplicate_distance)
+    kept: dict[str, Inspection] = {}
     result = []
     for item in inspections:
         if not item.reason:
+            looks_alike = partial(_looks_alike, kept, _luma(item), rules.near_duplicate_correlation)
             if item.sha256 in by_sha:
                 item = replace(item, reason="duplicate", detail=f"same bytes as {by_sha[item.sha256]}")
-            elif match := near.find(int(item.phash, 16)):
-                item = replace(item, reason="near_duplicate", detail=f"looks like {match[0]} (pHash distance {match[1]})")
+            elif match := near.find(int(item.phash, 16), looks_alike):
+                r = correlation(_luma(kept[match[0]]), _luma(item))
+                item = replace(item, reason="near_duplicate", detail=f"looks like {match[0]} (pHash distance {match[1]}, correlation {r:.2f})")
             else:
                 by_sha[item.sha256] = item.raw_file
+                kept[item.raw_file] = item
                 near.add(int(item.phash, 16), item.raw_file)
         result.append(item)
     return result
+
 
 
 def summarize(inspections: list[Inspection]) -> dict[str, object]:
@@ -195,7 +226,7 @@ def clean_dataset(
         work = partial(inspect_batch, raw_root, staging, rules)
         batches = batched(rows, batch_size_for(len(rows), workers))
         batches = track_batches(map_batches(work, batches), len(rows), "clean")
-        inspections = deduplicate([item for batch in batches for item in batch], rules.near_duplicate_distance)
+        inspections = deduplicate([item for batch in batches for item in batch], rules)
         kept = [asdict(item) for item in inspections if not item.reason]
         kept_files = {item["file"] for item in kept}
         for item in inspections:

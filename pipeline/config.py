@@ -137,8 +137,9 @@ class Source(_Strict):
 class Clean(_Strict):
     min_side: Annotated[int, Field(ge=1)] = 64
     max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
-    min_colorfulness: Annotated[float, Field(ge=0.0)] = 6.0
+    min_chroma: Annotated[float, Field(ge=0.0)] = 2.0
     near_duplicate_distance: Annotated[int, Field(ge=0, le=32)] = 4
+    near_duplicate_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
 
 
 class Resize(_Strict):

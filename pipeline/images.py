@@ -1,4 +1,4 @@
-"""Image measurements shared by the stages: perceptual hash and colorfulness."""
+"""Image measurements shared by the stages: perceptual hash, colorfulness, color beyond a tint."""
 
 from __future__ import annotations
 
@@ -33,6 +33,33 @@ def perceptual_hash(image: Image.Image) -> int:
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
+
+
+def ycbcr_cells(image: Image.Image, side: int = 16) -> np.ndarray:
+    """side×side×3 float YCbCr (JPEG's transform), box-averaged: at 16, a 32-px 4:2:0 JPEG's own chroma grid."""
+    channels = image.convert("YCbCr").split()
+    return np.stack([np.asarray(c.convert("F").resize((side, side), Image.Resampling.BOX)) for c in channels], axis=-1)
+
+
+def color_beyond_tint(cells: np.ndarray) -> float:
+    """How much color the cells of ycbcr_cells carry beyond a tint: the 95th percentile of their CbCr distance
+    from the best quadratic in Y. About 0 for gray, sepia and duotone (chroma a function of lightness), whatever
+    their colorfulness; a tint that JPEG blurred across edges stays on that curve too."""
+    luma = cells[..., 0].ravel() / 255
+    chroma = cells[..., 1:].reshape(-1, 2).astype(np.float64)
+    basis = np.vander(luma, 3)
+    fit, *_ = np.linalg.lstsq(basis, chroma, rcond=None)
+    return float(np.percentile(np.hypot(*(chroma - basis @ fit).T), 95))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equal-shape arrays (1.0 when both are flat, 0.0 when one is)."""
+    x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (a, b))
+    x, y = x - x.mean(), y - y.mean()
+    norms = float(np.linalg.norm(x) * np.linalg.norm(y))
+    if norms == 0.0:
+        return float(not x.any() and not y.any())
+    return float(x @ y) / norms
 
 
 def colorfulness(rgb: np.ndarray) -> float:

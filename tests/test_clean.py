@@ -13,6 +13,7 @@ from PIL import Image
 
 from pipeline.clean import NearDuplicateIndex, clean_dataset, inspect_file
 from pipeline.config import Clean
+from pipeline.images import colorfulness, hamming, perceptual_hash
 from pipeline.scrape import write_raw_manifest
 from pipeline.sources.base import Scraped, save_raw
 from pipeline.sources.synthetic import png_rgb16
@@ -74,6 +75,32 @@ def test_grayscale_and_nearly_grayscale_are_rejected(tmp_path):
     assert inspect(tmp_path, encode(gray.convert("RGB"), "PNG"), "g3.png").reason == "grayscale"
     faint = np.asarray(gray.convert("RGB"), dtype=np.int16) + np.array([2, 0, -2])
     assert inspect(tmp_path, encode(Image.fromarray(faint.clip(0, 255).astype(np.uint8)), "PNG"), "f.png").reason == "grayscale"
+
+
+def _toned(gray: np.ndarray, dark: tuple[int, int, int], light: tuple[int, int, int]) -> Image.Image:
+    """A monochrome photo printed from `dark` to `light`: its chroma is a function of its lightness."""
+    t = gray[..., None] / 255.0
+    return Image.fromarray(np.round(np.array(dark) * (1 - t) + np.array(light) * t).astype(np.uint8))
+
+
+def test_sepia_and_duotone_are_rejected_however_colorful(tmp_path):
+    gray = np.asarray(colorful().convert("L"), dtype=np.float64)
+    for name, image in {
+        "sepia.jpg": _toned(gray, (0, 0, 0), (255, 217, 170)),
+        "duotone.jpg": _toned(gray, (20, 30, 90), (250, 230, 150)),
+    }.items():
+        assert colorfulness(np.asarray(image)) > 6  # the old rule (colorfulness < 6) kept them
+        assert inspect(tmp_path, encode(image, "JPEG", quality=90), name).reason == "grayscale"
+
+
+def test_a_neutral_scene_with_some_real_color_is_kept(tmp_path):
+    """A white car on a gray street: little colorfulness, but a blue window and a red light beside gray of the same lightness."""
+    scene = np.repeat(np.asarray(colorful().convert("L"), dtype=np.float64)[..., None] * 0.5 + 100, 3, axis=2)
+    scene[50:62, 10:40] += (-6, -2, 8)
+    scene[20:32, 60:76] += (10, -4, -6)
+    image = Image.fromarray(scene.clip(0, 255).astype(np.uint8))
+    assert colorfulness(np.asarray(image)) < 6  # the old rule dropped it
+    assert inspect(tmp_path, encode(image, "JPEG", quality=90), "car.jpg").reason == ""
 
 
 def test_rgb_jpeg_is_kept_byte_for_byte_under_its_content_hash(tmp_path):
@@ -155,6 +182,31 @@ def test_near_duplicate_index_finds_exactly_the_hashes_within_distance():
         for bit in rng.choice(64, size=12, replace=False):
             far ^= 1 << int(bit)
         assert index.find(far) is None or index.find(far)[0] != f"f{i}"
+
+
+def _striped(horizontal: bool) -> Image.Image:
+    """32 px: one smooth colored layout under 2-px stripes, which the 8×8 lowest frequencies of pHash do not see."""
+    coarse = np.random.default_rng(2).integers(60, 200, (4, 4, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(coarse).resize((32, 32), Image.Resampling.BICUBIC), dtype=np.float64)
+    stripes = 40.0 * (np.arange(32) // 2 % 2 * 2 - 1)
+    pixels = base + (stripes[:, None, None] if horizontal else stripes[None, :, None])
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def test_small_near_duplicates_need_alike_thumbnails_not_just_a_close_phash(tmp_path):
+    a, b = _striped(True), _striped(False)
+    assert hamming(perceptual_hash(a), perceptual_hash(b)) <= 4  # the old rule paired two different pictures
+    photo = colorful(32, 32, seed=4)
+    files = {
+        "sky/a.png": encode(a, "PNG"),
+        "sky/b.png": encode(b, "PNG"),
+        "sky/photo.png": encode(photo, "PNG"),
+        "sky/photo_again.jpg": encode(photo.resize((36, 36), Image.Resampling.LANCZOS), "JPEG", quality=70),
+    }
+    clean_dataset(_raw_folder(tmp_path, files), tmp_path / "clean", RULES)
+    rejected = pd.read_csv(tmp_path / "clean" / "rejected.csv").set_index("file")
+    assert list(rejected.index) == ["sky/photo_again.jpg"]
+    assert rejected.loc["sky/photo_again.jpg", "reason"] == "near_duplicate"
 
 
 def _raw_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
