@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NORMALIZATION = LabNormalization()
-HEALTH_IMAGES = 32  # test images scored after every epoch (the first ones, always the same)
+HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
 
 
@@ -411,7 +411,7 @@ def _train_epoch(
 def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
     """Rank 0's end of an epoch: the health on the held-out images, the dvclive metrics and samples, then the
     checkpoint; a warning when the discriminator wins."""
-    x, y = test[0][:HEALTH_IMAGES], test[1][:HEALTH_IMAGES]
+    x, y = test
     colorized = _colorize(trainer, x, y)
     trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in health(colorized, y.permute(0, 2, 3, 1).numpy()).items()}
     for name, value in summary.items():
@@ -447,6 +447,8 @@ def _train(
     torch.manual_seed(params.seed)
     x_train, y_train, _ = load_split(split_root, "train")
     x_test, y_test, _ = load_split(split_root, "test")
+    held_out = torch.linspace(0, len(x_test) - 1, min(len(x_test), HEALTH_IMAGES)).round().long()  # across categories
+    x_test, y_test = x_test[held_out], y_test[held_out]
     key = fingerprint(params, split_root)
     trainer = Trainer.create(cfg, device)
     checkpoint_path = models_root / CHECKPOINT_FILE
