@@ -1,9 +1,10 @@
 """Colorization quality on real photos the model never saw: the GAN against L1-only and the grayscale baseline.
 
-    python benchmarks/bench_quality.py DATASET [--params presets/cifar10.yaml] [-S train.epochs=3 ...]
+    python benchmarks/bench_quality.py DATASET [--preset cifar10] [--params params.yaml] [-S train.epochs=3 ...]
         [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work /tmp/bench_quality]
 
-DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders). The training images go
+DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders); the params are the params
+file with a preset (presets/NAME.yaml) applied, if any, whose source is ignored. The training images go
 through the pipeline's own clean and resize stages (their library functions, with the params' clean and resize
 settings); the test images are only resized, all of them, as the dataset gives them. Each variant trains with
 `train_model` and is scored with `evaluate_model`, exactly as the train and evaluate stages do. Variants are the
@@ -31,6 +32,7 @@ from pipeline.evaluate import evaluate_model
 from pipeline.fsutil import sha256_file
 from pipeline.images import luminance_gray
 from pipeline.parallel import process_pool
+from pipeline.presets import PRESETS, applied
 from pipeline.resize import resize_dataset, resize_image
 from pipeline.train import GENERATOR_FILE, train_model
 
@@ -122,11 +124,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path, help="a folder with train/<class>/ and test/<class>/ images")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file to start from (default: %(default)s)")
+    parser.add_argument("--preset", help="apply presets/PRESET.yaml to the params (its source is ignored)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param for every variant")
     parser.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", help=f"a variant (default: {' '.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_quality"), help="work folder (default: %(default)s)")
     args = parser.parse_args()
     base = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    if args.preset:
+        preset = yaml.safe_load((PRESETS / f"{args.preset}.yaml").read_text(encoding="utf-8"))
+        base = applied(base, {key: value for key, value in preset.items() if key != "source"})
     common = _params(base, args.set)
     args.work.mkdir(parents=True, exist_ok=True)
     split_root = prepare_split(args.dataset, common, args.work)
@@ -137,7 +143,8 @@ def main() -> None:
         rows.append(result["row"])
         gray, images = result["gray"], result["images"]
         print(pd.DataFrame([*rows, gray]).round(4).to_markdown(index=False), flush=True)
-    print(f"\n{images} test images of {args.dataset}; params {args.params} {' '.join(f'-S {s}' for s in args.set)}")
+    preset = f" with presets/{args.preset}.yaml" if args.preset else ""
+    print(f"\n{images} test images of {args.dataset}; params {args.params}{preset} {' '.join(f'-S {s}' for s in args.set)}")
 
 
 if __name__ == "__main__":

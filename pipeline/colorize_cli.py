@@ -123,8 +123,8 @@ def demo_model_warning(colorizer: Colorizer) -> str | None:
         return None
     return (
         f"{PROG}: warning: this model was trained on the synthetic demo scenes only; expect poor colors on real photos. "
-        "Train it on real ones (README, Image sources): dvc exp run -S source.kind=folder -S source.folder.path=DIR "
-        "(one sub-folder of photos per category), or source.kind=bing or cifar10"
+        "Train it on real ones (README, Presets): python -m pipeline.presets cifar10 | xargs dvc exp run, "
+        "or -S source.kind=folder -S source.folder.path=DIR (one sub-folder of photos per category)"
     )
 
 

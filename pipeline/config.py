@@ -177,9 +177,9 @@ class Train(_Strict):
     gan_mode: Literal["vanilla", "lsgan"] = "vanilla"
     lambda_gan: Annotated[float, Field(ge=0)] = 1.0  # 0: an L1-only baseline, no discriminator
     lambda_l1: Annotated[float, Field(ge=0)] = 100.0
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0  # first epochs train the generator on L1 alone (no discriminator)
-    decay_epochs: Annotated[int, Field(ge=0)] = 0  # the learning rates fall linearly towards 0 over the last epochs
-    ema: Annotated[float, Field(ge=0, lt=1)] = 0.0  # decay of the generator's weight average that is saved (0: none)
+    warmup: Annotated[float, Field(ge=0, le=1)] = 0.25  # share of the epochs that train the generator on L1 alone, first
+    decay: Annotated[float, Field(ge=0, le=1)] = 0.0  # share of the epochs, last, over which the learning rates fall to 0
+    ema: Annotated[float, Field(ge=0, lt=1)] = 0.999  # decay of the generator's weight average that is saved (0: none)
     mixed_precision: bool = True  # bf16 autocast and channels_last, on CUDA only
     compile: bool = False  # torch.compile the networks
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
@@ -187,12 +187,13 @@ class Train(_Strict):
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
 
-    @model_validator(mode="after")
-    def _phases_fit(self) -> Train:
-        for key in ("warmup_epochs", "decay_epochs"):
-            if getattr(self, key) > self.epochs:
-                raise ValueError(f"{key}: {getattr(self, key)} is more than epochs ({self.epochs})")
-        return self
+    @property
+    def warmup_epochs(self) -> int:
+        return int(self.warmup * self.epochs)
+
+    @property
+    def decay_epochs(self) -> int:
+        return int(self.decay * self.epochs)
 
 
 class Runner(_Strict):

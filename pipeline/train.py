@@ -206,6 +206,7 @@ class Trainer:
     gan_loss: GANLoss
     ema: nn.Module | None = None  # the generator's exponential moving average (train.ema > 0)
     epoch: int = 0
+    steps: int = 0  # optimisation steps of the generator so far
     history: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
@@ -230,11 +231,11 @@ class Trainer:
 
     @property
     def adversarial(self) -> bool:
-        """Whether the epoch under way is past the L1 warm-up and has a discriminator to train against."""
+        """Whether the epoch under way is past the L1 warm-up (`train.warmup`) and has a discriminator to train against."""
         return self.discriminator is not None and self.epoch >= self.cfg.warmup_epochs
 
     def set_learning_rates(self) -> None:
-        """`train.lr` for the epoch under way, falling linearly over the last `train.decay_epochs` (as pix2pix)."""
+        """`train.lr` for the epoch under way, falling linearly over the last `train.decay` share of the epochs (as pix2pix)."""
         epochs_left = self.cfg.epochs - self.epoch  # counting the one under way
         factor = min(1.0, epochs_left / (self.cfg.decay_epochs + 1))
         for optimizer in (self.opt_g, self.opt_d):
@@ -243,11 +244,14 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """Move the weight average towards the generator's weights; its batch-norm statistics are the generator's."""
+        """Move the weight average towards the generator's weights; its batch-norm statistics are the generator's. The
+        decay ramps up to `train.ema` as (1 + steps) / (10 + steps), so that a short run does not average in its
+        random initial weights."""
         if self.ema is None:
             return
+        decay = min(self.cfg.ema, (1 + self.steps) / (10 + self.steps))
         for average, weight in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
-            average.lerp_(weight, 1 - self.cfg.ema)
+            average.lerp_(weight, 1 - decay)
         for average, buffer in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
             average.copy_(buffer)
 
@@ -283,6 +287,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        self.steps += 1
         self.update_ema()
         losses["loss_g_l1"] = loss_l1.item()
         return losses
@@ -291,6 +296,7 @@ class Trainer:
         return {
             "fingerprint": key,
             "epoch": self.epoch,
+            "steps": self.steps,
             "history": self.history,
             "train": self.cfg.model_dump(mode="json"),
             "generator": self.generator.state_dict(),
@@ -310,7 +316,7 @@ class Trainer:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["rng"])
-        self.epoch, self.history = state["epoch"], state["history"]
+        self.epoch, self.steps, self.history = state["epoch"], state["steps"], state["history"]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -490,7 +496,7 @@ def _train(
     if world.is_main:
         save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
     if world.distributed:
-        digest = parameters_sha256(trainer.generator)
+        digest = parameters_sha256(trainer.saved_generator)
         log.info("train: rank %d of %d finished; generator parameters sha256 %s", world.rank, world.world_size, digest)
     _barrier(world)  # generator.pt is in place before any process returns
     return info

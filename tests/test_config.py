@@ -35,7 +35,7 @@ def test_the_committed_params_file_is_valid_and_uses_the_defaults():
         ({"clean": {"near_duplicate_distance": -1}}, "clean.near_duplicate_distance"),
         ({"train": {"epochs": True}}, "train.epochs: Input should be a valid integer (got True)"),
         ({"train": {"lr": "0.001"}}, "train.lr: Input should be a valid number"),
-        ({"train": {"epochs": 4, "warmup_epochs": 5}}, "train.warmup_epochs: 5 is more than epochs (4)"),
+        ({"train": {"warmup": 1.5}}, "train.warmup: Input should be less than or equal to 1 (got 1.5)"),
         ({"train": {"discriminator": {"norm": "group"}}}, "train.discriminator.norm: Input should be 'batch', 'instance' or 'spectral'"),
         ({"source": {"bing": {"adult_filter": "yes"}}}, "source.bing.adult_filter: Input should be a valid boolean (got 'yes')"),
         ({"source": {"per_category": 10**9}}, "source.per_category: Input should be less than or equal to 1000000"),

@@ -17,7 +17,7 @@ from pipeline.colorizer import Colorizer
 from pipeline.config import parse_params
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Trainer, train_model
+from pipeline.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Batch, Trainer, train_model
 from tests.hostile import WritesMarker
 from tests.images import colorful
 
@@ -58,7 +58,7 @@ def test_training_writes_a_generator_colorize_can_load_and_logs_each_epoch(split
     assert sorted(p.name for p in (tmp_path / "live" / "plots" / "images" / "samples").iterdir()) == ["epoch-001.png", "epoch-002.png"]
 
 
-RECIPE = {"warmup_epochs": 1, "decay_epochs": 2, "ema": 0.9, "discriminator": {"base_filters": 4, "n_layers": 2, "norm": "spectral"}}
+RECIPE = {"warmup": 0.34, "decay": 0.67, "ema": 0.9, "discriminator": {"base_filters": 4, "n_layers": 2, "norm": "spectral"}}
 
 
 class Killed(Exception):
@@ -108,8 +108,19 @@ def test_the_saved_generator_is_the_weight_average(split, tmp_path):
     assert not all(torch.equal(tensor, checkpoint["generator"][name]) for name, tensor in saved.items())
 
 
+def test_the_weight_average_ramps_up_so_a_short_run_does_not_keep_its_initial_weights():
+    trainer = Trainer.create(tiny_params(1, ema=0.999).train, torch.device("cpu"))
+    before = [weight.clone() for weight in trainer.ema.parameters()]
+    batch = Batch(torch.rand(4, 1, 16, 16) * 2 - 1, torch.rand(4, 2, 16, 16) - 0.5)
+    trainer.step(batch, trainer.generator, trainer.discriminator)
+    decay = 2 / 11  # (1 + steps) / (10 + steps) after the first step, far below 0.999
+    for average, start, weight in zip(trainer.ema.parameters(), before, trainer.generator.parameters(), strict=True):
+        assert torch.allclose(average, decay * start + (1 - decay) * weight, atol=1e-6)
+    assert trainer.steps == 1
+
+
 def test_learning_rates_fall_linearly_over_the_decay_epochs():
-    trainer = Trainer.create(tiny_params(4, lr=1e-3, decay_epochs=3).train, torch.device("cpu"))
+    trainer = Trainer.create(tiny_params(4, lr=1e-3, decay=0.75).train, torch.device("cpu"))
     rates = []
     for epoch in range(4):
         trainer.epoch = epoch
@@ -128,7 +139,7 @@ def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
 
 
 def test_the_log_warns_when_the_discriminator_wins(split, tmp_path, caplog):
-    overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "discriminator": {"base_filters": 16, "n_layers": 2}}  # G ignores D
+    overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2}}  # G ignores D
     with caplog.at_level(logging.WARNING, logger="pipeline.train"):
         history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, **overpowered))["history"]
     wins = [min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) > DISCRIMINATOR_WINS for epoch in history]
