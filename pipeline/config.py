@@ -180,6 +180,7 @@ class Train(_Strict):
     warmup: Annotated[float, Field(ge=0, le=1)] = 0.25  # share of the epochs that train the generator on L1 alone, first
     decay: Annotated[float, Field(ge=0, le=1)] = 0.0  # share of the epochs, last, over which the learning rates fall to 0
     ema: Annotated[float, Field(ge=0, lt=1)] = 0.999  # decay of the generator's weight average that is saved (0: none)
+    d_max_accuracy: Annotated[float, Field(gt=0, le=1)] = 1.0  # D skips its step while its running accuracy is above
     mixed_precision: bool = True  # bf16 autocast and channels_last, on CUDA only
     compile: bool = False  # torch.compile the networks
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive

@@ -207,6 +207,7 @@ class Trainer:
     ema: nn.Module | None = None  # the generator's exponential moving average (train.ema > 0)
     epoch: int = 0
     steps: int = 0  # optimisation steps of the generator so far
+    d_accuracy: float = 0.5  # the discriminator's running accuracy on real and fake pairs
     history: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
@@ -259,28 +260,35 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.mixed_precision)
 
     def step(self, batch: Batch, forward_g: nn.Module, forward_d: nn.Module | None) -> dict[str, float]:
-        """One optimisation step of D then G (G alone during the warm-up); the losses, and D's accuracy on real and fake
-        pairs, as floats. G's step calls a DDP-wrapped D's own module, so that DDP does not expect D's gradients from it."""
+        """One optimisation step of D then G (G alone during the warm-up; D rests while its running accuracy is above
+        `train.d_max_accuracy`); the losses, D's accuracy on real and fake pairs and whether it stepped, as floats. G's
+        step calls a DDP-wrapped D's own module, so that DDP does not expect D's gradients from it."""
         losses: dict[str, float] = {}
         adversarial = forward_d is not None and self.opt_d is not None and self.adversarial
         with self._autocast():
             fake = forward_g(batch.l_norm)
+        judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
         if adversarial:
-            with self._autocast():
-                real_logits = forward_d(torch.cat([batch.l_norm, batch.ab_norm], 1)).float()
-                fake_logits = forward_d(torch.cat([batch.l_norm, fake.detach()], 1)).float()
+            rest = self.d_accuracy > self.cfg.d_max_accuracy  # the same on every process: accuracies are averaged
+            with self._autocast(), torch.set_grad_enabled(not rest):
+                real_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, batch.ab_norm], 1)).float()
+                fake_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, fake.detach()], 1)).float()
                 loss_d = 0.5 * (self.gan_loss(real_logits, True) + self.gan_loss(fake_logits, False))
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
-            losses["loss_d"] = loss_d.item()
-            losses["d_accuracy_real"] = self.gan_loss.judged_real(real_logits).float().mean().item()
-            losses["d_accuracy_fake"] = (~self.gan_loss.judged_real(fake_logits)).float().mean().item()
+            if not rest:
+                self.opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                self.opt_d.step()
+            accuracy = torch.stack([self.gan_loss.judged_real(real_logits).float().mean(), (~self.gan_loss.judged_real(fake_logits)).float().mean()])
+            if torch.distributed.is_initialized():
+                torch.distributed.all_reduce(accuracy)
+                accuracy /= torch.distributed.get_world_size()
+            self.d_accuracy = 0.9 * self.d_accuracy + 0.1 * float(accuracy.mean())
+            losses["d_accuracy_real"], losses["d_accuracy_fake"] = accuracy.tolist()
+            losses["loss_d"], losses["d_updated"] = loss_d.item(), float(not rest)
         with self._autocast():
             loss_l1 = F.l1_loss(fake.float(), batch.ab_norm)
             loss_g = self.cfg.lambda_l1 * loss_l1
             if adversarial:
-                judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
                 loss_gan = self.gan_loss(judge(torch.cat([batch.l_norm, fake], 1)).float(), True)
                 loss_g = loss_g + self.cfg.lambda_gan * loss_gan
                 losses["loss_g_gan"] = loss_gan.item()
@@ -297,6 +305,7 @@ class Trainer:
             "fingerprint": key,
             "epoch": self.epoch,
             "steps": self.steps,
+            "d_accuracy": self.d_accuracy,
             "history": self.history,
             "train": self.cfg.model_dump(mode="json"),
             "generator": self.generator.state_dict(),
@@ -317,6 +326,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["rng"])
         self.epoch, self.steps, self.history = state["epoch"], state["steps"], state["history"]
+        self.d_accuracy = state["d_accuracy"]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -419,7 +429,8 @@ def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path
     checkpoint; a warning when the discriminator wins."""
     x, y = test
     colorized = _colorize(trainer, x, y)
-    trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in health(colorized, y.permute(0, 2, 3, 1).numpy()).items()}
+    scores = health(colorized, y.permute(0, 2, 3, 1).numpy())
+    trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in scores.items()}
     for name, value in summary.items():
         live.log_metric(f"train/{name}", value)
     if trainer.cfg.samples:

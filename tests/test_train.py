@@ -119,6 +119,15 @@ def test_the_weight_average_ramps_up_so_a_short_run_does_not_keep_its_initial_we
     assert trainer.steps == 1
 
 
+def test_a_discriminator_that_wins_rests_until_the_generator_catches_up(split, tmp_path, caplog):
+    overpowered = {"lr": 2e-3, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2}}  # wins in epochs 9, 10 uncapped
+    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+        history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, d_max_accuracy=0.8, **overpowered))["history"]
+    assert not any("the discriminator wins" in record.getMessage() for record in caplog.records)  # it does without the cap
+    assert history[0]["d_updated"] == 1.0 and min(epoch["d_updated"] for epoch in history) < 0.8
+    assert max(min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) for epoch in history) < DISCRIMINATOR_WINS
+
+
 def test_learning_rates_fall_linearly_over_the_decay_epochs():
     trainer = Trainer.create(tiny_params(4, lr=1e-3, decay=0.75).train, torch.device("cpu"))
     rates = []
