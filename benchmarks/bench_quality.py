@@ -15,6 +15,7 @@ split is cached in the work folder, keyed by the dataset and the clean and resiz
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import shutil
@@ -49,7 +50,7 @@ def _set(raw: dict[str, Any], dotted: str, value: str) -> None:
 
 
 def _params(base: dict[str, Any], overrides: list[str]) -> Params:
-    raw = json.loads(json.dumps(base))
+    raw = copy.deepcopy(base)
     for item in overrides:
         key, _, value = item.partition("=")
         _set(raw, key.strip(), value)

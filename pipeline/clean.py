@@ -200,7 +200,6 @@ def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]
     return result
 
 
-
 def summarize(inspections: list[Inspection]) -> dict[str, object]:
     kept = [item for item in inspections if not item.reason]
     per_category: dict[str, dict[str, int]] = {}
