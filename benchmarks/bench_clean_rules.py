@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.clean import Inspection, _decode, _measure, deduplicate
 from pipeline.config import Clean
-from pipeline.images import colorfulness, image_grid, perceptual_hash
+from pipeline.core.images import colorfulness, image_grid, perceptual_hash
+from pipeline.dataset.clean import Inspection, _decode, _measure, deduplicate
 
 OLD_MIN_COLORFULNESS = 6.0
 SHEET_SIZE = 60

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageChops
 
-from pipeline import colorize_cli
-from pipeline.colorizer import Colorizer, save_generator
-from pipeline.images import to_rgb
-from pipeline.lab import LabNormalization
-from pipeline.networks import GeneratorConfig, define_generator
+from pipeline.core.images import to_rgb
+from pipeline.model import colorize_cli
+from pipeline.model.colorizer import Colorizer, save_generator
+from pipeline.model.lab import LabNormalization
+from pipeline.model.networks import GeneratorConfig, define_generator
 
 MEBIBYTE = 1 << 20
 MODEL_CONFIG = GeneratorConfig(base_filters=8, depth=3)

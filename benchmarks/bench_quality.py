@@ -27,15 +27,15 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from pipeline.clean import clean_dataset
 from pipeline.config import Params, parse_params
-from pipeline.evaluate import evaluate_model
-from pipeline.fsutil import sha256_file
-from pipeline.images import luminance_gray
-from pipeline.parallel import process_pool
+from pipeline.core.fsutil import sha256_file
+from pipeline.core.images import luminance_gray
+from pipeline.core.parallel import process_pool
+from pipeline.dataset.clean import clean_dataset
+from pipeline.dataset.resize import resize_dataset, resize_image
+from pipeline.model.evaluate import evaluate_model
+from pipeline.model.train import GENERATOR_FILE, train_model
 from pipeline.presets import PRESETS, applied
-from pipeline.resize import resize_dataset, resize_image
-from pipeline.train import GENERATOR_FILE, train_model
 
 SHOWN = ("psnr", "ssim", "ab_error", "accuracy_eps2", "accuracy_eps5", "colorfulness")
 DEFAULT_VARIANTS = ("gan:", "l1:train.lambda_gan=0")

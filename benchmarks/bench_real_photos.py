@@ -1,5 +1,5 @@
 """A trained generator on real photos it never saw: the color photos that ship with scikit-image (those the evaluate stage
-scores, pipeline/real_photos.py), at full resolution.
+scores, pipeline/model/real_photos.py), at full resolution.
 
     python benchmarks/bench_real_photos.py [--model data/models/generator.pt]
 
@@ -20,9 +20,9 @@ import pandas as pd
 from bench_colorize_memory import whole_frame_colorize_batch
 from PIL import Image
 
-from pipeline.colorizer import Colorizer
-from pipeline.metrics import grayscale_baseline, image_metrics
-from pipeline.real_photos import real_photos
+from pipeline.model.colorizer import Colorizer
+from pipeline.model.metrics import grayscale_baseline, image_metrics
+from pipeline.model.real_photos import real_photos
 
 SHOWN = ("psnr", "ab_error", "accuracy_eps5", "colorfulness", "colorfulness_truth")
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bing_image_downloader import downloader  # noqa: E402
 
 from pipeline.config import DEFAULT_CATEGORIES, BingSource  # noqa: E402
-from pipeline.sources.bing import scrape_bing  # noqa: E402
+from pipeline.dataset.sources.bing import scrape_bing  # noqa: E402
 from tests.fakebing import FakeBing, redirect_library  # noqa: E402
 
 TARGET_SPEEDUP = 5.0

@@ -16,8 +16,8 @@ import time
 import torch
 
 from pipeline.config import Train
-from pipeline.devices import resolve_device
-from pipeline.train import Batch, Trainer
+from pipeline.model.devices import resolve_device
+from pipeline.model.train import Batch, Trainer
 
 SETUPS = {
     "default (base 16, depth 5, 128² crops)": (Train(), 128),

@@ -6,8 +6,8 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.common import DATA, batch_tasks, main, run_stage
-from pipeline.clean import clean_dataset
 from pipeline.config import Params
+from pipeline.dataset.clean import clean_dataset
 
 CLEAN = DATA / "clean"
 

@@ -26,8 +26,8 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.errors import PipelineError
-from pipeline.parallel import process_pool
+from pipeline.core.errors import PipelineError
+from pipeline.core.parallel import process_pool
 
 if TYPE_CHECKING:  # imported when a runner needs them: the default runner does without (0.5 s a process)
     from distributed import Client
@@ -69,7 +69,7 @@ def run_batch(pool: Executor | None, folder: str | None, fn: Callable[[T], R], b
 @dataclass(frozen=True)
 class Batches:
     """Submits per-item work as Prefect task runs on the flow's task runner, at most `window` of them at a time;
-    called, it is a `pipeline.parallel.BatchMapper`."""
+    called, it is a `pipeline.core.parallel.BatchMapper`."""
 
     name: str
     window: int

@@ -8,8 +8,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.evaluate import GRIDS, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
-from pipeline.metrics import METRICS
+from pipeline.model.evaluate import GRIDS, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
+from pipeline.model.metrics import METRICS
 
 EVAL = DATA / "eval"
 MODEL = DATA / "models" / "generator.pt"

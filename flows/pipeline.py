@@ -24,9 +24,9 @@ from pydantic import ValidationError
 
 from flows.common import handle_ctrl_c
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
-from pipeline.errors import PipelineError
-from pipeline.publish import commit_version, push, require_git
-from pipeline.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
+from pipeline.core.errors import PipelineError
+from pipeline.versioning.publish import commit_version, push, require_git
+from pipeline.versioning.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
 
 ROOT = Path(".")
 DEPLOYMENT = "nightly"

@@ -6,7 +6,7 @@ from prefect import flow
 
 from flows.common import DATA, batch_tasks, main, run_stage
 from pipeline.config import Params
-from pipeline.resize import resize_dataset
+from pipeline.dataset.resize import resize_dataset
 
 RESIZED = DATA / "resized"
 

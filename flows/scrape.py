@@ -13,10 +13,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import DATA, batch_tasks, main, run_stage
 from pipeline.config import Params
-from pipeline.fsutil import staged_output
-from pipeline.progress import track_batches
-from pipeline.scrape import plan_jobs, resume_key, run_job, write_raw_manifest
-from pipeline.sources.base import SAVED
+from pipeline.core.fsutil import staged_output
+from pipeline.core.progress import track_batches
+from pipeline.dataset.scrape import plan_jobs, resume_key, run_job, write_raw_manifest
+from pipeline.dataset.sources.base import SAVED
 
 RAW = DATA / "raw"
 

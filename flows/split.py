@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.split import split_dataset
+from pipeline.dataset.split import split_dataset
 
 SPLIT = DATA / "split"
 

@@ -13,7 +13,7 @@ from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.train import World, batch_per_process, train_model
+from pipeline.model.train import World, batch_per_process, train_model
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"

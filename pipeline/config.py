@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
 

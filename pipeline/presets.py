@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import PARAMS_FILE, ParamsError, parse_params
-from pipeline.errors import one_line
+from pipeline.core.errors import one_line
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 

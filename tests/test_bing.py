@@ -17,10 +17,10 @@ import pytest
 from bing_image_downloader import downloader
 
 from pipeline.config import BingSource
-from pipeline.errors import Stopped
-from pipeline.sources import bing
-from pipeline.sources.base import Journal
-from pipeline.sources.bing import BingPageError, scrape_bing
+from pipeline.core.errors import Stopped
+from pipeline.dataset.sources import bing
+from pipeline.dataset.sources.base import Journal
+from pipeline.dataset.sources.bing import BingPageError, scrape_bing
 from tests.fakebing import FakeBing, redirect_library
 
 QUERY = "red car"
@@ -75,7 +75,7 @@ def test_saves_images_untouched_with_provenance(fake: FakeBing, tmp_path: Path) 
 def test_broken_and_non_http_links_are_skipped_logged_and_recorded_with_their_reason(
     fake: FakeBing, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="pipeline.sources.bing"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.dataset.sources.bing"):
         skipped = scrape_bing(QUERY, tmp_path, 100, config(fake)).skipped
 
     warnings = "\n".join(record.getMessage() for record in caplog.records)
@@ -269,7 +269,7 @@ def test_a_throttled_result_page_is_retried_after_the_servers_retry_after(tmp_pa
     with FakeBing(images_per_query=2) as server:
         server.page_refusals = [(429, "1")]
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="pipeline.sources.bing"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.dataset.sources.bing"):
             rows = scrape_bing(QUERY, tmp_path, 2, config(server)).files
         assert time.monotonic() - started >= 1
     assert len(rows) == 2 and len(server.page_requests()) == 2
@@ -283,7 +283,7 @@ def test_retry_after_is_capped_and_other_failures_back_off_with_jitter(
     monkeypatch.setattr(bing, "BACKOFF_SECONDS", 0.2)
     with FakeBing(images_per_query=2) as server:
         server.page_refusals = [(503, "3600"), (503, None), (503, None)]
-        with caplog.at_level(logging.WARNING, logger="pipeline.sources.bing"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.dataset.sources.bing"):
             rows = scrape_bing(QUERY, tmp_path, 2, config(server, retries=3)).files
     assert len(rows) == 2
     delays = [float(re.search(r"in ([\d.]+) s$", r.getMessage())[1]) for r in caplog.records if "retry" in r.getMessage()]

@@ -14,9 +14,9 @@ from PIL import Image
 from flows.common import main
 from flows.scrape import run as run_scrape
 from pipeline.config import ParamsError, parse_params
-from pipeline.errors import PipelineError
-from pipeline.scrape import plan_jobs, run_job, write_raw_manifest
-from pipeline.sources.cifar10 import CLASSES, training_set
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.scrape import plan_jobs, run_job, write_raw_manifest
+from pipeline.dataset.sources.cifar10 import CLASSES, training_set
 from tests.hostile import WritesMarker
 
 PER_BATCH = 6  # images per data batch; labels cycle through the first three classes

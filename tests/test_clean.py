@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.clean import NearDuplicateIndex, clean_dataset, inspect_file
 from pipeline.config import Clean
-from pipeline.images import colorfulness, hamming, perceptual_hash
-from pipeline.scrape import write_raw_manifest
-from pipeline.sources.base import Scraped, save_raw
-from pipeline.sources.synthetic import png_rgb16
+from pipeline.core.images import colorfulness, hamming, perceptual_hash
+from pipeline.dataset.clean import NearDuplicateIndex, clean_dataset, inspect_file
+from pipeline.dataset.scrape import write_raw_manifest
+from pipeline.dataset.sources.base import Scraped, save_raw
+from pipeline.dataset.sources.synthetic import png_rgb16
 from tests.images import colorful, encode
 
 RULES = Clean(min_side=32)

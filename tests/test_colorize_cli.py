@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.colorize_cli import main
-from pipeline.colorizer import save_generator
-from pipeline.lab import LabNormalization
-from pipeline.networks import GeneratorConfig, define_generator
+from pipeline.model.colorize_cli import main
+from pipeline.model.colorizer import save_generator
+from pipeline.model.lab import LabNormalization
+from pipeline.model.networks import GeneratorConfig, define_generator
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
 

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2lab
 
-from pipeline import colorizer as colorizer_module
-from pipeline.colorizer import Colorizer, save_generator
-from pipeline.images import to_rgb
-from pipeline.lab import LabNormalization
-from pipeline.networks import GeneratorConfig, define_generator
+from pipeline.core.images import to_rgb
+from pipeline.model import colorizer as colorizer_module
+from pipeline.model.colorizer import Colorizer, save_generator
+from pipeline.model.lab import LabNormalization
+from pipeline.model.networks import GeneratorConfig, define_generator
 from tests.images import colorful
 
 CONFIG = GeneratorConfig(base_filters=8, depth=3)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.config import DEFAULT_CATEGORIES, MAX_SLUG_LENGTH, ParamsError, category_slug, load_params, parse_params
-from pipeline.scrape import plan_jobs, run_job
+from pipeline.dataset.scrape import plan_jobs, run_job
 
 
 def test_the_committed_params_file_is_valid_and_uses_the_defaults():

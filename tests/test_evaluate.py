@@ -15,14 +15,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.evaluate import evaluate
-from pipeline.colorizer import Colorizer, save_generator
 from pipeline.config import parse_params
-from pipeline.errors import PipelineError
-from pipeline.evaluate import REAL_PHOTOS_CELL, evaluate_model
-from pipeline.lab import LabNormalization
-from pipeline.metrics import METRICS
-from pipeline.networks import GeneratorConfig, define_generator
-from pipeline.real_photos import PHOTOS
+from pipeline.core.errors import PipelineError
+from pipeline.model.colorizer import Colorizer, save_generator
+from pipeline.model.evaluate import REAL_PHOTOS_CELL, evaluate_model
+from pipeline.model.lab import LabNormalization
+from pipeline.model.metrics import METRICS
+from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.real_photos import PHOTOS
 from tests.images import colorful
 
 SIDE = 32
@@ -143,7 +143,7 @@ def test_an_interrupted_evaluation_leaves_no_output(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipeline.evaluate.image_grid", interrupt)
+    monkeypatch.setattr("pipeline.model.evaluate.image_grid", interrupt)
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(make_split(tmp_path / "split"), make_model(tmp_path / "generator.pt"), tmp_path / "eval")
     assert not (tmp_path / "eval").exists()

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.errors import PipelineError
-from pipeline.sources.folder import copy_files, list_folder
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.sources.folder import copy_files, list_folder
 
 
 def test_copies_the_first_files_by_name_untouched(tmp_path):

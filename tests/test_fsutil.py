@@ -10,8 +10,8 @@ import tracemalloc
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_copy, atomic_write_bytes, read_manifest, sha256_file, staged_output, staging_path
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, read_manifest, sha256_file, staged_output, staging_path
 from tests.workspace import REPO
 
 
@@ -61,7 +61,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 
 def test_written_files_get_the_mode_the_umask_gives_not_0600(tmp_path):
     script = (
-        "import os, sys; os.umask(int(sys.argv[2], 8)); from pathlib import Path; from pipeline.fsutil import atomic_write_bytes, atomic_copy; "
+        "import os, sys; os.umask(int(sys.argv[2], 8)); from pathlib import Path; from pipeline.core.fsutil import atomic_write_bytes, atomic_copy; "
         "atomic_write_bytes(Path(sys.argv[1]) / 'written', b'x'); atomic_copy(open(Path(sys.argv[1]) / 'written', 'rb'), Path(sys.argv[1]) / 'copied')"
     )
     for umask, mode in (("022", 0o644), ("007", 0o660)):
@@ -75,7 +75,7 @@ def test_a_second_process_building_the_same_output_is_refused_with_the_holder_na
     final = tmp_path / "out"
     with staged_output(final) as staging:
         (staging / "mine.txt").write_text("first")
-        script = "import sys; from pathlib import Path; from pipeline.fsutil import staged_output\nwith staged_output(Path(sys.argv[1])): pass"
+        script = "import sys; from pathlib import Path; from pipeline.core.fsutil import staged_output\nwith staged_output(Path(sys.argv[1])): pass"
         second = subprocess.run([sys.executable, "-c", script, str(final)], capture_output=True, text=True, cwd=REPO)
         assert second.returncode != 0
         last = second.stderr.strip().splitlines()[-1]

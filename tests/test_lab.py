@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import color
 
-from pipeline.lab import LabNormalization, lab_to_rgb, rgb_to_lab
+from pipeline.model.lab import LabNormalization, lab_to_rgb, rgb_to_lab
 
 D65 = np.array([0.95047, 1.0, 1.08883])
 
@@ -28,7 +28,7 @@ def to_bchw(a: np.ndarray) -> torch.Tensor:
 
 
 def skimage_lab_with_exact_white(rgb: np.ndarray) -> np.ndarray:
-    """skimage's Lab with its XYZ rescaled so that RGB white maps exactly onto D65 (the convention of pipeline.lab)."""
+    """skimage's Lab with its XYZ rescaled so that RGB white maps exactly onto D65 (the convention of pipeline.model.lab)."""
     xyz = color.rgb2xyz(rgb) * (D65 / color.colorconv.xyz_from_rgb.sum(axis=1))
     return color.xyz2lab(xyz)
 

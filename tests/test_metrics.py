@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from skimage.color import lab2rgb, rgb2lab
 
-from pipeline.metrics import METRICS, PSNR_CAP, ImageMetrics, grayscale_baseline, image_metrics, summarize
+from pipeline.model.metrics import METRICS, PSNR_CAP, ImageMetrics, grayscale_baseline, image_metrics, summarize
 from tests.images import colorful
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.networks import (
+from pipeline.model.networks import (
     DiscriminatorConfig,
     GANLoss,
     GeneratorConfig,

@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline.colorizer import Colorizer
+from pipeline.model.colorizer import Colorizer
 from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 from tests.workspace import STAGES, edit_params, make_workspace, run
 

@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 
-from pipeline.rebuild import workspace_lock
+from pipeline.versioning.rebuild import workspace_lock
 from tests.prefect_api import task_run_names
 from tests.workspace import STAGES, edit_params, files, make_workspace, run
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.progress import track_batches
+from pipeline.core.progress import track_batches
 
 
 def test_batches_pass_through_and_progress_is_logged_every_tenth(caplog):
     batches = [[i] * 5 for i in range(20)]
-    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+    with caplog.at_level(logging.INFO, logger="pipeline.core.progress"):
         assert list(track_batches(iter(batches), 100, "work")) == batches
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 10

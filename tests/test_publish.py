@@ -12,10 +12,10 @@ import pytest
 
 from flows.pipeline import schedule
 from pipeline.config import parse_params
-from pipeline.errors import PipelineError
-from pipeline.fsutil import LockHeld
-from pipeline.publish import PublishError, commit_version, uncommitted
-from pipeline.rebuild import changed_stages, stage_order, workspace_lock
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import LockHeld
+from pipeline.versioning.publish import PublishError, commit_version, uncommitted
+from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
 from tests.workspace import REPO, STAGES, edit_params, make_workspace
 
 

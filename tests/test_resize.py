@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import Resize
-from pipeline.resize import resize_dataset, resize_image
+from pipeline.dataset.resize import resize_dataset, resize_image
 from tests.images import colorful, encode
 
 

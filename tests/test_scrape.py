@@ -9,8 +9,8 @@ from itertools import islice
 import pandas as pd
 
 from pipeline.config import MAX_PER_CATEGORY, parse_params
-from pipeline.scrape import ATTEMPTS_FILE, MANIFEST_FILE, plan_jobs, write_raw_manifest
-from pipeline.sources.base import Attempt, RawFile, Scraped
+from pipeline.dataset.scrape import ATTEMPTS_FILE, MANIFEST_FILE, plan_jobs, write_raw_manifest
+from pipeline.dataset.sources.base import Attempt, RawFile, Scraped
 
 
 def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():

@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from pipeline.config import Split
-from pipeline.split import SplitError, assign_splits, split_dataset
+from pipeline.dataset.split import SplitError, assign_splits, split_dataset
 from tests.images import colorful
 
 

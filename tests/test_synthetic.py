@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import SyntheticSource
-from pipeline.images import colorfulness, perceptual_hash
-from pipeline.sources.base import RawFile
-from pipeline.sources.scenes import KNOWN_SCENES, render_scene
-from pipeline.sources.synthetic import DEFECTS, DROPPED_DEFECTS, KEPT_DEFECTS, scrape_synthetic, synthetic_file
+from pipeline.core.images import colorfulness, perceptual_hash
+from pipeline.dataset.sources.base import RawFile
+from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
+from pipeline.dataset.sources.synthetic import DEFECTS, DROPPED_DEFECTS, KEPT_DEFECTS, scrape_synthetic, synthetic_file
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = SyntheticSource(defect_rate=0.0, min_side=48, max_side=96)
@@ -59,7 +59,7 @@ def test_same_inputs_give_the_same_bytes() -> None:
 def test_bytes_are_the_same_in_another_process() -> None:
     script = (
         "import hashlib; from pipeline.config import SyntheticSource; "
-        "from pipeline.sources.synthetic import synthetic_file; "
+        "from pipeline.dataset.sources.synthetic import synthetic_file; "
         "cfg = SyntheticSource(defect_rate=0.5, min_side=48, max_side=96); "
         "print(' '.join(hashlib.sha256(synthetic_file(c, i, 3, cfg)[1]).hexdigest() "
         "for c in ('city', 'Hot Air Balloons') for i in range(4)))"

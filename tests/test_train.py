@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-import pipeline.train
+import pipeline.model.train
 from flows.common import main
 from flows.train import stage
-from pipeline.colorizer import Colorizer
 from pipeline.config import parse_params
-from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
-from pipeline.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Batch, Trainer, train_model
+from pipeline.core.errors import PipelineError
+from pipeline.model.colorizer import Colorizer
+from pipeline.model.devices import resolve_device
+from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Batch, Trainer, train_model
 from tests.hostile import WritesMarker
 from tests.images import colorful
 
@@ -69,7 +69,7 @@ class Killed(Exception):
 def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path, monkeypatch, killed_after):
     params = tiny_params(3, **RECIPE)
     straight = train_model(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
-    save = pipeline.train.save_checkpoint
+    save = pipeline.model.train.save_checkpoint
 
     def save_then_die(path: Path, state: dict) -> None:
         save(path, state)
@@ -78,7 +78,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path, m
 
     resumed = tmp_path / "resumed"
     with monkeypatch.context() as patched:
-        patched.setattr(pipeline.train, "save_checkpoint", save_then_die)
+        patched.setattr(pipeline.model.train, "save_checkpoint", save_then_die)
         with pytest.raises(Killed):
             train_model(split, resumed / "models", resumed / "live", params)
     again = train_model(split, resumed / "models", resumed / "live", params)
@@ -121,7 +121,7 @@ def test_the_weight_average_ramps_up_so_a_short_run_does_not_keep_its_initial_we
 
 def test_a_discriminator_that_wins_rests_until_the_generator_catches_up(split, tmp_path, caplog):
     overpowered = {"lr": 2e-3, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2}}  # wins in epochs 9, 10 uncapped
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
         history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, d_max_accuracy=0.8, **overpowered))["history"]
     assert not any("the discriminator wins" in record.getMessage() for record in caplog.records)  # it does without the cap
     assert history[0]["d_updated"] == 1.0 and min(epoch["d_updated"] for epoch in history) < 0.8
@@ -149,7 +149,7 @@ def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
 
 def test_the_log_warns_when_the_discriminator_wins(split, tmp_path, caplog):
     overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2}}  # G ignores D
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
         history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, **overpowered))["history"]
     wins = [min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) > DISCRIMINATOR_WINS for epoch in history]
     warnings = [record.getMessage() for record in caplog.records if "the discriminator wins" in record.getMessage()]
@@ -194,7 +194,7 @@ def test_a_checkpoint_that_cannot_be_loaded_safely_is_ignored_with_a_warning_and
         "not_torch": b"<html>404</html>",
     }[damage]
     checkpoint.write_bytes(contents)  # as a dvc pull, a shared workspace or a copied folder could deliver it
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
         info = train_model(split, models, tmp_path / "live", tiny_params(2))
     assert not marker.exists()
     assert info["epochs"] == 2 and len(info["history"]) == 2  # from scratch, not from a restored epoch
@@ -211,7 +211,7 @@ def test_a_checkpoint_whose_contents_do_not_fit_is_ignored_and_the_run_equals_on
     state = torch.load(tmp_path / "clean" / "models" / CHECKPOINT_FILE, weights_only=True)
     state["generator"] = {"weight": torch.zeros(3)}  # the right fingerprint, the wrong network
     torch.save(state, models / CHECKPOINT_FILE)
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
         damaged = train_model(split, models, tmp_path / "damaged" / "live", tiny_params(1))
     assert any("whose contents do not fit this training" in record.getMessage() for record in caplog.records)
     assert clean["history"][0]["loss_g_l1"] == damaged["history"][0]["loss_g_l1"]

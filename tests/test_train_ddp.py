@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import torch
 
-import pipeline.train
-from pipeline.colorizer import Colorizer
+import pipeline.model.train
 from pipeline.config import load_params
-from pipeline.errors import PipelineError
-from pipeline.train import CHECKPOINT_FILE, GENERATOR_FILE, World, load_split, parameters_sha256, train_model
+from pipeline.core.errors import PipelineError
+from pipeline.model.colorizer import Colorizer
+from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, World, load_split, parameters_sha256, train_model
 from tests.test_train import tiny_params, tiny_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ EPOCHS, TRAIN_IMAGES = 2, 10
 
 @dataclass
 class Recording:
-    """What pipeline.train trained on (file names, batch by batch), what `probe` said at each batch, and what it logged."""
+    """What pipeline.model.train trained on (file names, batch by batch), what `probe` said at each batch, and what it logged."""
 
     batches: list[list[str]] = field(default_factory=list)
     probed: set[Any] = field(default_factory=set)
@@ -56,22 +56,22 @@ def recording(split: Path, probe: Callable[[], Any] = lambda: None) -> Iterator[
     x, _, files = load_split(split, "train")
     name_of = {image.numpy().tobytes(): name for image, name in zip(x, files, strict=True)}
     seen = Recording()
-    augment = pipeline.train.augment
+    augment = pipeline.model.train.augment
 
     def recording_augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         seen.batches.append([name_of[image.numpy().tobytes()] for image in x])
         seen.probed.add(probe())
         return augment(x, y, crop, rng)
 
-    logger, handler = logging.getLogger("pipeline.train"), _Messages(seen.log)
+    logger, handler = logging.getLogger("pipeline.model.train"), _Messages(seen.log)
     level = logger.level
-    pipeline.train.augment = recording_augment
+    pipeline.model.train.augment = recording_augment
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         yield seen
     finally:
-        pipeline.train.augment = augment
+        pipeline.model.train.augment = augment
         logger.removeHandler(handler)
         logger.setLevel(level)
 

@@ -12,10 +12,10 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.config import Resize
-from pipeline.fsutil import atomic_write_bytes, read_manifest, staged_output
-from pipeline.images import PNG_LEVEL
-from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
-from pipeline.progress import track_batches
+from pipeline.core.fsutil import atomic_write_bytes, read_manifest, staged_output
+from pipeline.core.images import PNG_LEVEL
+from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
+from pipeline.core.progress import track_batches
 
 ResizeMode = Literal["center_crop", "pad", "squash"]
 MANIFEST_COLUMNS = ["file", "category", "clean_file"]

@@ -41,8 +41,8 @@ from typing import Any
 from bing_image_downloader.bing import Bing, _is_valid_image
 
 from pipeline.config import BingSource, category_slug
-from pipeline.errors import PipelineError, Stopped
-from pipeline.sources.base import Attempt, Journal, RawFile, Scraped, save_raw
+from pipeline.core.errors import PipelineError, Stopped
+from pipeline.dataset.sources.base import Attempt, Journal, RawFile, Scraped, save_raw
 
 log = logging.getLogger(__name__)
 

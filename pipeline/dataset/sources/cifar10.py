@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.errors import PipelineError
-from pipeline.sources.base import RawFile, save_raw
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.sources.base import RawFile, save_raw
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FOLDER = "cifar-10-batches-py"

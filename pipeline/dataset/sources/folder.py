@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from pipeline.config import category_slug
-from pipeline.errors import PipelineError
-from pipeline.sources.base import Attempt, Scraped, copy_raw
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.sources.base import Attempt, Scraped, copy_raw
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

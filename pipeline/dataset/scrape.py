@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.parallel import batch_size_for, batched
-from pipeline.sources.base import ATTEMPT_COLUMNS, RAW_COLUMNS, SAVED, Scraped
+from pipeline.core.parallel import batch_size_for, batched
+from pipeline.dataset.sources.base import ATTEMPT_COLUMNS, RAW_COLUMNS, SAVED, Scraped
 
 MANIFEST_FILE = "manifest.csv"
 ATTEMPTS_FILE = "attempts.csv"
@@ -53,13 +53,13 @@ def plan_jobs(params: Params) -> Iterator[ScrapeJob]:
             starts = range(0, source.per_category, size)
             yield from (ScrapeJob(category, part, indexes=range(start, min(start + size, source.per_category))) for part, start in enumerate(starts))
         elif source.kind == "cifar10":
-            from pipeline.sources.cifar10 import class_indexes
+            from pipeline.dataset.sources.cifar10 import class_indexes
 
             assert source.cifar10.root is not None  # guaranteed by config validation
             indexes = class_indexes(source.cifar10.root, source.cifar10.download, category, source.per_category)
             yield from (ScrapeJob(category, part, indexes=tuple(batch)) for part, batch in enumerate(batched(indexes, size)))
         else:
-            from pipeline.sources.folder import list_folder
+            from pipeline.dataset.sources.folder import list_folder
 
             assert source.folder.path is not None  # guaranteed by config validation
             files = list_folder(category, source.folder.path, source.per_category)
@@ -70,19 +70,19 @@ def run_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event | 
     """Do one job into root/<category slug>/; a Bing job ends early (Stopped) once `stop` is set."""
     source = params.source
     if source.kind == "synthetic":
-        from pipeline.sources.synthetic import scrape_synthetic
+        from pipeline.dataset.sources.synthetic import scrape_synthetic
 
         return Scraped(scrape_synthetic(job.category, root, job.indexes, params.seed, source.synthetic))
     if source.kind == "bing":
-        from pipeline.sources.bing import scrape_bing
+        from pipeline.dataset.sources.bing import scrape_bing
 
         return scrape_bing(job.category, root, source.per_category, source.bing, stop)
     if source.kind == "cifar10":
-        from pipeline.sources.cifar10 import save_images
+        from pipeline.dataset.sources.cifar10 import save_images
 
         assert source.cifar10.root is not None
         return Scraped(save_images(job.category, source.cifar10.root, source.cifar10.download, list(job.indexes), root))
-    from pipeline.sources.folder import copy_files
+    from pipeline.dataset.sources.folder import copy_files
 
     return copy_files(job.category, list(job.files), root)
 

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline.colorizer import Colorizer
-from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_write_json, read_manifest, staged_output
-from pipeline.images import PNG_LEVEL, image_grid
-from pipeline.metrics import METRICS, grayscale_baseline, image_metrics, summarize
-from pipeline.parallel import batched
-from pipeline.progress import track_batches
-from pipeline.real_photos import real_photos
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import atomic_write_json, read_manifest, staged_output
+from pipeline.core.images import PNG_LEVEL, image_grid
+from pipeline.core.parallel import batched
+from pipeline.core.progress import track_batches
+from pipeline.model.colorizer import Colorizer
+from pipeline.model.devices import resolve_device
+from pipeline.model.metrics import METRICS, grayscale_baseline, image_metrics, summarize
+from pipeline.model.real_photos import real_photos
 
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"

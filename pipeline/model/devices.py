@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 

@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from pipeline.devices import resolve_device
-from pipeline.errors import one_line
-from pipeline.fsutil import atomic_write_bytes
-from pipeline.images import to_rgb
-from pipeline.lab import LabNormalization
-from pipeline.networks import GeneratorConfig, define_generator
-from pipeline.weights import load_weights
+from pipeline.core.errors import one_line
+from pipeline.core.fsutil import atomic_write_bytes
+from pipeline.core.images import to_rgb
+from pipeline.model.devices import resolve_device
+from pipeline.model.lab import LabNormalization
+from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.weights import load_weights
 
 MODEL_FORMAT = "colorize-pipeline/generator/1"
 STRIP_PIXELS = 1 << 18  # output pixels (all images of a batch together) converted from Lab at a time: ~100 MB of work

@@ -6,7 +6,7 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 VERSION_FILES = ("dvc.lock", "params.yaml")
 TAG_PREFIX = "colorize-"

@@ -11,10 +11,10 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.config import Split
-from pipeline.errors import PipelineError
-from pipeline.fsutil import read_manifest, staged_output
-from pipeline.images import PNG_LEVEL, image_grid, luminance_gray
-from pipeline.progress import track_batches
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import read_manifest, staged_output
+from pipeline.core.images import PNG_LEVEL, image_grid, luminance_gray
+from pipeline.core.progress import track_batches
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
 MANIFEST_COLUMNS = ["file", "category", "split", "resized_file"]

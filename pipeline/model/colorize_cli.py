@@ -11,11 +11,11 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from pipeline.colorizer import Colorizer
-from pipeline.devices import DEVICE_CHOICES, resolve_device
-from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_write_bytes
-from pipeline.images import DECODE_ERRORS, to_rgb
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import atomic_write_bytes
+from pipeline.core.images import DECODE_ERRORS, to_rgb
+from pipeline.model.colorizer import Colorizer
+from pipeline.model.devices import DEVICE_CHOICES, resolve_device
 
 PROG = "colorize"
 DEFAULT_MODEL = Path("data/models/generator.pt")

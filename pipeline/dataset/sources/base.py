@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.config import category_slug
-from pipeline.fsutil import atomic_copy, atomic_write_bytes
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes
 
 
 @dataclass(frozen=True)

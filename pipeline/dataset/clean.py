@@ -15,8 +15,8 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean, category_slug
-from pipeline.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, read_manifest, staged_output
-from pipeline.images import (
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, read_manifest, staged_output
+from pipeline.core.images import (
     DECODE_ERRORS,
     PNG_LEVEL,
     color_beyond_tint,
@@ -26,8 +26,8 @@ from pipeline.images import (
     to_rgb,
     ycbcr_cells,
 )
-from pipeline.parallel import BatchMapper, batch_size_for, batched, serial_map
-from pipeline.progress import track_batches
+from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
+from pipeline.core.progress import track_batches
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from pipeline.config import SyntheticSource, category_slug
-from pipeline.sources.base import Journal, RawFile, save_raw
-from pipeline.sources.scenes import render_scene
+from pipeline.dataset.sources.base import Journal, RawFile, save_raw
+from pipeline.dataset.sources.scenes import render_scene
 
 KEPT_DEFECTS = (
     "wrong_extension", "missing_extension", "exif_rotated",

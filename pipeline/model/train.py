@@ -27,17 +27,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from pipeline import lab, networks
-from pipeline.colorizer import save_generator
 from pipeline.config import Params, Train
-from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError, one_line
-from pipeline.fsutil import atomic_write_bytes, read_manifest, sha256_file
-from pipeline.images import colorfulness, image_grid
-from pipeline.lab import LabNormalization, rgb_to_lab
-from pipeline.metrics import capped_psnr, grayscale_baseline
-from pipeline.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
-from pipeline.weights import load_weights
+from pipeline.core.errors import PipelineError, one_line
+from pipeline.core.fsutil import atomic_write_bytes, read_manifest, sha256_file
+from pipeline.core.images import colorfulness, image_grid
+from pipeline.model import lab, networks
+from pipeline.model.colorizer import save_generator
+from pipeline.model.devices import resolve_device
+from pipeline.model.lab import LabNormalization, rgb_to_lab
+from pipeline.model.metrics import capped_psnr, grayscale_baseline
+from pipeline.model.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
+from pipeline.model.weights import load_weights
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import PipelineError
-from pipeline.fsutil import exclusive_lock
+from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import exclusive_lock
 
 LOCK_FILE = Path(".dvc/tmp/pipeline.lock")
 

@@ -9,7 +9,7 @@ import pandas as pd
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipeline.images import colorfulness
+from pipeline.core.images import colorfulness
 
 PSNR_CAP = 100.0  # dB; identical images have an infinite PSNR, which would make every mean infinite
 _AB_TOLERANCE = 2.2  # Nazeri et al.: a and b may differ by 2.2·ε where L may differ by ε

@@ -1,0 +1,1 @@
+"""Helpers every part uses: errors, atomic files, process pools, progress, image utilities."""

@@ -1,0 +1,1 @@
+"""The colorization model: Lab color, networks, training, the colorizer, metrics, evaluation, the colorize command."""

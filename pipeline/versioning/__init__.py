@@ -1,0 +1,1 @@
+"""Versioning the outputs: rebuilding stages with DVC, pushing and tagging what was built."""

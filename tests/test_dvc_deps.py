@@ -1,0 +1,105 @@
+"""dvc.yaml's deps cover the code each stage runs: every project file its flow module imports, however indirectly."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipeline", "flows")
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    """The file of a project module (`a.b` → a/b.py or a/b/__init__.py), or None when it is not one of ours."""
+    if module.split(".")[0] not in PACKAGES:
+        return None
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_inits(root: Path, module: str) -> list[Path]:
+    """The __init__.py of every package above a module: importing a.b.c runs a/__init__.py and a/b/__init__.py."""
+    parts = module.split(".")
+    return [path for i in range(1, len(parts)) if (path := root.joinpath(*parts[:i], "__init__.py")).is_file()]
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Every module an import statement in the file names, at any depth in the file (also `from a import b` as a.b)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_closure(root: Path, module: str) -> set[Path]:
+    """The project files that running `python -m module` executes: the module, what it imports, transitively."""
+    seen: set[Path] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        path = _module_file(root, name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        seen.update(_package_inits(root, name))
+        pending.extend(_imported_modules(path, name))
+    return seen
+
+
+def _runs_code(path: Path) -> bool:
+    """Whether a file holds more than a docstring (a package's docstring-only __init__.py changes no output)."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
+
+
+def uncovered(root: Path, stage: dict) -> list[str]:
+    """The code files a stage runs that none of its deps (a file, or a folder above it) covers."""
+    module = stage["cmd"].removeprefix("python -m ").split()[0]
+    deps = [root / dep for dep in stage.get("deps", [])]
+    return sorted(
+        str(path.relative_to(root))
+        for path in import_closure(root, module)
+        if _runs_code(path) and not any(path == dep or dep in path.parents for dep in deps)
+    )
+
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stages_deps_cover_every_project_file_it_imports(name):
+    assert uncovered(REPO, STAGES[name]) == []
+
+
+def test_a_stage_that_omits_an_imported_module_is_reported(tmp_path):
+    """The check itself: a file imported two levels down, inside a function, is missed when no dep covers it."""
+    for path, text in {
+        "flows/__init__.py": '"""Flows."""\n',
+        "flows/stage.py": "from pipeline.core import helpers\n",
+        "pipeline/__init__.py": '"""Docstring only."""\n',
+        "pipeline/core/__init__.py": "import logging\n",
+        "pipeline/core/helpers.py": "def f():\n    from pipeline.model.net import N\n    from .rand import seed\n",
+        "pipeline/model/net.py": "N = 1\n",
+        "pipeline/core/rand.py": "seed = 0\n",
+    }.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+    stage = {"cmd": "python -m flows.stage", "deps": ["flows/stage.py", "pipeline/core/helpers.py"]}
+    assert uncovered(tmp_path, stage) == ["pipeline/core/__init__.py", "pipeline/core/rand.py", "pipeline/model/net.py"]
+    stage["deps"] += ["pipeline/core", "pipeline/model"]
+    assert uncovered(tmp_path, stage) == []
