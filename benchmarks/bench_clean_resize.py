@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import Clean, Resize
-from pipeline.core.parallel import executor_map, process_pool
+from pipeline.core.parallel import process_pool
 from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.resize import resize_dataset
 from pipeline.dataset.scrape import write_raw_manifest
@@ -51,8 +51,8 @@ def seed_way(files: list[Path], out: Path) -> None:
 def clean_and_resize(raw: Path, work: Path, workers: int) -> tuple[int, float]:
     """The clean and resize stages on a warm process pool: (images kept, seconds)."""
     with process_pool(workers) as pool:
-        mapper = executor_map(pool)
-        clean_dataset(raw, work / "warm-clean", Clean(), lambda fn, batches: mapper(fn, batches[:workers]), workers)
+        mapper = pool.map
+        clean_dataset(raw, work / "warm-clean", Clean(), lambda fn, batches: mapper(fn, list(batches)[:workers]), workers)
         start = time.perf_counter()
         clean_dataset(raw, work / "clean", Clean(), mapper, workers)
         kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper, workers)

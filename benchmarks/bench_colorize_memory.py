@@ -28,7 +28,7 @@ from PIL import Image, ImageChops
 
 from pipeline.core.images import to_rgb
 from pipeline.model import colorize_cli
-from pipeline.model.colorizer import Colorizer, save_generator
+from pipeline.model.colorizer import Colorizer, load_colorizer, save_generator
 from pipeline.model.lab import LabNormalization
 from pipeline.model.networks import GeneratorConfig, define_generator
 
@@ -63,7 +63,7 @@ def memory_status(field: str) -> int:
 def measure(method: str, photo: Path, model: Path, out: Path) -> dict[str, float]:
     """In this (fresh) process: the floor, or the peak of one `colorize` run with our or the baseline colorizer."""
     if method == "floor":
-        colorize_cli.load_model(model, "cpu")
+        load_colorizer(model, "cpu", "--device")
         image = colorize_cli.read_image(photo)
         return {"bytes": memory_status("VmRSS"), "pixels": image.width * image.height}
     if method == "baseline":

@@ -16,7 +16,7 @@ MODEL = DATA / "models" / "generator.pt"
 MAIN_METRICS = ("psnr", "ssim", "ab_error", "accuracy_eps5")
 
 
-def _mean_std(summary: dict) -> str:
+def _format_mean_std(summary: dict) -> str:
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
@@ -25,11 +25,11 @@ def _methods_table(summaries: dict) -> list[str]:
     return [
         "| metric | model (mean ± std) | grayscale baseline (mean ± std) |",
         "| --- | --- | --- |",
-        *(f"| {m} | {_mean_std(summaries['model'][m])} | {_mean_std(summaries['baseline'][m])} |" for m in METRICS),
+        *(f"| {m} | {_format_mean_std(summaries['model'][m])} | {_format_mean_std(summaries['baseline'][m])} |" for m in METRICS),
     ]
 
 
-def report(metrics: dict) -> str:
+def metrics_report(metrics: dict) -> str:
     """Markdown: every metric for the model and the baseline, the main metrics per category (model / baseline), then
     every metric on the real photos out of domain."""
     real = metrics[REAL_PHOTOS]
@@ -57,7 +57,7 @@ def report(metrics: dict) -> str:
 @flow(name="evaluate")
 def evaluate(params: Params) -> dict:
     metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
-    create_markdown_artifact(key="evaluation", markdown=report(metrics), description="Colorization metrics on the test images and real photos")
+    create_markdown_artifact(key="evaluation", markdown=metrics_report(metrics), description="Colorization metrics on the test images and real photos")
     return metrics
 
 

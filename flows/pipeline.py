@@ -57,7 +57,7 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     return version
 
 
-def report(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
+def run_report(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
     """The run's summary, as markdown for the Prefect UI."""
     lines = ["# Pipeline run", "", "| stage | result |", "| --- | --- |"]
     lines += [f"| {name} | {'rebuilt' if name in changed else 'up to date'} |" for name in stage_order(ROOT)]
@@ -85,7 +85,7 @@ def rebuild_and_publish() -> dict[str, Any] | State:
     except PipelineError as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
-    create_markdown_artifact(key="pipeline-run", markdown=report(changed, pushed, version), description="What this run rebuilt and published")
+    create_markdown_artifact(key="pipeline-run", markdown=run_report(changed, pushed, version), description="What this run rebuilt and published")
     return {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
 
 

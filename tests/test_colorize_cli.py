@@ -211,7 +211,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path: Path, capsys: pytest.Capture
     assert run(missing, tmp_path / "in", "-o", tmp_path / "out") == 2
 
     err = capsys.readouterr().err
-    assert err == f"colorize: error: model {missing} not found: run `dvc repro` first or pass --model\n"
+    assert err == f"colorize: error: model {missing} not found: train one first (dvc repro)\n"
     assert not (tmp_path / "out").exists()
 
 

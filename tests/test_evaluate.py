@@ -134,7 +134,7 @@ def test_a_batch_colorizes_as_one_image_at_a_time_does(tmp_path):
 
 def test_a_missing_model_is_a_pipeline_error_that_names_it(tmp_path):
     split_root = make_split(tmp_path / "split")
-    with pytest.raises(PipelineError, match=r"generator\.pt not found: run the train stage"):
+    with pytest.raises(PipelineError, match=r"model .*generator\.pt not found: train one first"):
         evaluate_model(split_root, tmp_path / "generator.pt", tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
 

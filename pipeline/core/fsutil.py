@@ -87,7 +87,7 @@ def staging_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
 
 
-def publish(staging: Path, final: Path) -> None:
+def move_into_place(staging: Path, final: Path) -> None:
     """Move a finished staging folder into place, replacing any previous output."""
     old = final.with_name(f".{final.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -129,7 +129,7 @@ def exclusive_lock(path: Path, owner: str, busy: str) -> Iterator[None]:
 
 @contextmanager
 def staged_output(final: Path, resume_key: str | None = None) -> Iterator[Path]:
-    """Yield a staging folder for `final` and publish it when the block succeeds.
+    """Yield a staging folder for `final` and move it into place when the block succeeds.
 
     On error or interruption the staging folder stays and `final` is untouched. The staging folder
     starts empty, unless `resume_key` is given and equals the key of the unfinished run left there:
@@ -148,4 +148,4 @@ def staged_output(final: Path, resume_key: str | None = None) -> Iterator[Path]:
             key_file.write_text(resume_key)
         yield staging
         key_file.unlink(missing_ok=True)
-        publish(staging, final)
+        move_into_place(staging, final)

@@ -56,12 +56,3 @@ def process_pool(workers: int) -> Iterator[Executor]:
         raise
     pool.shutdown()
 
-
-def executor_map(executor: Executor) -> BatchMapper:
-    """A BatchMapper that runs the batches on `executor`, keeping their order."""
-
-    def run(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> Iterator[list[R]]:
-        futures = [executor.submit(fn, batch) for batch in batches]
-        return (future.result() for future in futures)
-
-    return run

@@ -200,7 +200,7 @@ def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]
     return result
 
 
-def summarize(inspections: list[Inspection]) -> dict[str, object]:
+def cleaning_summary(inspections: list[Inspection]) -> dict[str, object]:
     kept = [item for item in inspections if not item.reason]
     per_category: dict[str, dict[str, int]] = {}
     for item in inspections:
@@ -234,7 +234,7 @@ def clean_dataset(
         rejected = [{**asdict(item), "file": item.raw_file} for item in inspections if item.reason]
         pd.DataFrame(kept, columns=MANIFEST_COLUMNS).to_csv(staging / "manifest.csv", index=False)
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(staging / "rejected.csv", index=False)
-        summary = summarize(inspections)
+        summary = cleaning_summary(inspections)
         atomic_write_json(staging / "summary.json", summary)
     log.info("clean: kept %d of %d images; rejected %s", summary["kept"], summary["total"], summary["rejected_by_reason"])
     return summary

@@ -14,8 +14,8 @@ from tqdm import tqdm
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.images import DECODE_ERRORS, to_rgb
-from pipeline.model.colorizer import Colorizer
-from pipeline.model.devices import DEVICE_CHOICES, resolve_device
+from pipeline.model.colorizer import Colorizer, load_colorizer
+from pipeline.model.devices import DEVICE_CHOICES
 
 PROG = "colorize"
 DEFAULT_MODEL = Path("data/models/generator.pt")
@@ -103,19 +103,6 @@ def plan_outputs(inputs: list[Path], outdir: Path) -> list[Path]:
     return outputs
 
 
-def load_model(path: Path, device_name: str) -> Colorizer:
-    try:
-        device = resolve_device(device_name, "--device")
-    except PipelineError as exc:
-        raise CliError(str(exc)) from None
-    if not path.is_file():
-        raise CliError(f"model {path} not found: run `dvc repro` first or pass --model")
-    try:
-        return Colorizer.load(path, device)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot load model {path}: {exc}") from exc
-
-
 def demo_model_warning(colorizer: Colorizer) -> str | None:
     """One line when the model learnt from the synthetic demo scenes only (generator.pt's info["data"]), else None."""
     trained_on = colorizer.info.get("data")
@@ -190,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = find_inputs(args.inputs)
         outputs = plan_outputs(inputs, args.output)
-        colorizer = load_model(args.model, args.device)
+        colorizer = load_colorizer(args.model, args.device, "--device")
         if warning := demo_model_warning(colorizer):
             print(warning, file=sys.stderr)
         announce_renames(inputs, outputs)
         skipped = colorize_all(colorizer, inputs, outputs, args.overwrite)
-    except CliError as exc:
+    except (CliError, PipelineError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(f"colorized {len(inputs) - skipped} images into {args.output} ({skipped} skipped)")

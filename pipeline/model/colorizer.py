@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from pipeline.core.errors import one_line
+from pipeline.core.errors import PipelineError, one_line
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.images import to_rgb
 from pipeline.model.devices import resolve_device
@@ -109,6 +109,19 @@ class Colorizer:
         """(width, height) the network sees an image of this size at: the shorter side `image_size`, the aspect kept."""
         scale = self.image_size / min(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def load_colorizer(path: Path, device: str, setting: str) -> Colorizer:
+    """The generator saved at `path`, on `device` (`auto` or a device name, given by `setting`: a params key or a flag).
+    A missing file, a device this machine lacks, or a file that is not a generator of this pipeline is a PipelineError
+    that names it and says why."""
+    target = resolve_device(device, setting)
+    if not path.is_file():
+        raise PipelineError(f"model {path} not found: train one first (dvc repro)")
+    try:
+        return Colorizer.load(path, target)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"cannot load model {path}: {exc}") from None
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:

@@ -15,8 +15,7 @@ from pipeline.core.fsutil import atomic_write_json, read_manifest, staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid
 from pipeline.core.parallel import batched
 from pipeline.core.progress import track_batches
-from pipeline.model.colorizer import Colorizer
-from pipeline.model.devices import resolve_device
+from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.metrics import METRICS, grayscale_baseline, image_metrics, summarize
 from pipeline.model.real_photos import real_photos
 
@@ -33,16 +32,6 @@ BATCH_SIZE = 16  # test images per network call
 _OVERVIEW_ROWS = 2  # per category
 
 GridRow = list[Image.Image]  # grayscale input | colorized | original
-
-
-def load_colorizer(model_path: Path, device: str = "auto") -> Colorizer:
-    """The trained generator; a missing or foreign model file is a PipelineError."""
-    if not model_path.is_file():
-        raise PipelineError(f"{model_path} not found: run the train stage first (dvc repro train)")
-    try:
-        return Colorizer.load(model_path, resolve_device(device, "train.device"))
-    except ValueError as exc:
-        raise PipelineError(str(exc)) from None
 
 
 def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) -> list[dict]:
@@ -116,7 +105,7 @@ def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: 
     """Score the model and the grayscale baseline on every test image and on the real photos; write metrics.json,
     per_image.csv (test images) and grids/."""
     test = _test_images(split_root)
-    colorizer = load_colorizer(model_path, device)
+    colorizer = load_colorizer(model_path, device, "train.device")
     rows: list[dict] = []
     grids: dict[str, list[GridRow]] = {}
     items = list(zip(test["file"], test["category"]))
