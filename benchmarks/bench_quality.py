@@ -4,9 +4,10 @@
         [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work /tmp/bench_quality]
 
 DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders); the params are the params
-file with a preset (presets/NAME.yaml) applied, if any, whose source is ignored. The training images go
-through the pipeline's own clean and resize stages (their library functions, with the params' clean and resize
-settings); the test images are only resized, all of them, as the dataset gives them. Each variant trains with
+file with a preset (presets/NAME.yaml) applied, if any, whose source is ignored. The training images and, apart, the
+test images go through the pipeline's own clean and resize stages (their library functions, with the params' clean
+and resize settings), as the split stage's test images do: the model colorizes color photos, and a gray photo's
+truth is its own grayscale baseline. Each variant trains with
 `train_model` and is scored with `evaluate_model`, exactly as the train and evaluate stages do. Variants are the
 params plus dotted overrides; by default `gan` (the params as they are) and `l1` (train.lambda_gan=0). The prepared
 split is cached in the work folder, keyed by the dataset and the clean and resize params.
@@ -32,7 +33,7 @@ from pipeline.core.fsutil import sha256_file
 from pipeline.core.images import luminance_gray
 from pipeline.core.parallel import process_pool
 from pipeline.dataset.clean import clean_dataset
-from pipeline.dataset.resize import resize_dataset, resize_image
+from pipeline.dataset.resize import resize_dataset
 from pipeline.model.evaluate import evaluate_model
 from pipeline.model.train import GENERATOR_FILE, train_model
 from pipeline.presets import PRESETS, applied
@@ -62,22 +63,17 @@ def _write_pair(image: Image.Image, split_root: Path, split: str, name: str) -> 
     luminance_gray(image).save(split_root / f"{split}_x" / name)
 
 
-def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
-    """work/split-<key>: the cleaned, resized training images and the resized test images, as the split stage lays
-    them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset and clean/resize params."""
-    settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump()}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    split_root = work / f"split-{key}"
-    if (split_root / "manifest.csv").is_file():
-        return split_root
-    raw_root, clean_root, resized_root = work / "raw", work / "clean", work / "resized"
+def _clean_and_resize(dataset: Path, part: str, params: Params, work: Path) -> Path:
+    """The photos of dataset/part through the clean and resize stages' functions, with the params' settings; the
+    resized folder, whose manifest lists the photos kept."""
+    raw_root, clean_root, resized_root = (work / f"{stage}-{part}" for stage in ("raw", "clean", "resized"))
     shutil.rmtree(raw_root, ignore_errors=True)
     raw_root.mkdir(parents=True)
-    (raw_root / "train").symlink_to((dataset / "train").resolve())
-    files = sorted(path for path in (dataset / "train").glob("*/*") if path.is_file())
+    (raw_root / part).symlink_to((dataset / part).resolve())
+    files = sorted(path for path in (dataset / part).glob("*/*") if path.is_file())
     pd.DataFrame(
         {
-            "file": [f"train/{path.parent.name}/{path.name}" for path in files],
+            "file": [f"{part}/{path.parent.name}/{path.name}" for path in files],
             "category": [path.parent.name for path in files],
             "sha256": [sha256_file(path) for path in files],
         }
@@ -85,22 +81,30 @@ def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
     with process_pool(params.workers) as pool:
         summary = clean_dataset(raw_root, clean_root, params.clean, pool.map, params.workers)
         resize_dataset(clean_root, resized_root, params.resize, pool.map, params.workers)
-    print(f"clean: kept {summary['kept']} of {summary['total']} training images; rejected {summary['rejected_by_reason']}")
+    print(f"clean: kept {summary['kept']} of {summary['total']} {part} images; rejected {summary['rejected_by_reason']}")
+    return resized_root
+
+
+def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
+    """work/split-<key>: the training and the test photos, each cleaned and resized, laid out as the split stage lays
+    them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset and clean/resize params."""
+    settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump(), "test": "cleaned"}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    split_root = work / f"split-{key}"
+    if (split_root / "manifest.csv").is_file():
+        return split_root
     staging = work / "split-staging"
     shutil.rmtree(staging, ignore_errors=True)
     for folder in ("train_x", "train_y", "test_x", "test_y"):
         (staging / folder).mkdir(parents=True)
     rows = []
-    for resized_file, category in pd.read_csv(resized_root / "manifest.csv")[["file", "category"]].itertuples(index=False):
-        name = resized_file.replace("/", "_")
-        with Image.open(resized_root / resized_file) as image:
-            _write_pair(image.convert("RGB"), staging, "train", name)
-        rows.append({"file": name, "category": category, "split": "train"})
-    for path in sorted(path for path in (dataset / "test").glob("*/*") if path.is_file()):
-        name = f"{path.parent.name}_{path.stem}.png"
-        with Image.open(path) as image:
-            _write_pair(resize_image(image.convert("RGB"), params.resize.size, params.resize.mode), staging, "test", name)
-        rows.append({"file": name, "category": path.parent.name, "split": "test"})
+    for part in ("train", "test"):
+        resized_root = _clean_and_resize(dataset, part, params, work)
+        for resized_file, category in pd.read_csv(resized_root / "manifest.csv")[["file", "category"]].itertuples(index=False):
+            name = resized_file.replace("/", "_")
+            with Image.open(resized_root / resized_file) as image:
+                _write_pair(image.convert("RGB"), staging, part, name)
+            rows.append({"file": name, "category": category, "split": part})
     pd.DataFrame(rows).to_csv(staging / "manifest.csv", index=False)
     staging.rename(split_root)
     return split_root
