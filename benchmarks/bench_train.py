@@ -16,8 +16,9 @@ import time
 import torch
 
 from pipeline.config import Train
+from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
-from pipeline.model.train import Batch, Trainer
+from pipeline.model.trainer import Trainer
 
 SETUPS = {
     "default (base 16, depth 5, 128² crops)": (Train(), 128),

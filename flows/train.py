@@ -13,7 +13,8 @@ from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary
 
 from flows.common import DATA, main
 from pipeline.config import Params
-from pipeline.model.train import World, batch_per_process, train_model
+from pipeline.model.distributed import is_main_process, needs_torchrun
+from pipeline.model.train import train_model
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"
@@ -52,12 +53,11 @@ def stage(params: Params) -> dict[str, Any]:
     """One process of the stage. With train.nproc > 1 and not yet under torchrun (or another launcher that sets
     WORLD_SIZE), it becomes torchrun; one process (train.nproc 1) runs the flow without torchrun's start-up, exactly as
     before; under torchrun, rank 0 runs the flow and the other ranks train beside it."""
-    if params.train.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        batch_per_process(params.train, World(world_size=params.train.nproc))  # a batch too small fails here, in one line
+    if needs_torchrun(params.train):
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, torchrun_command(params.train.nproc))
-    return train(params) if World.from_env().is_main else train_beside_rank_0(params)
+    return train(params) if is_main_process() else train_beside_rank_0(params)
 
 
 if __name__ == "__main__":

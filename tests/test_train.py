@@ -16,8 +16,10 @@ from flows.train import stage
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer
+from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
-from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, Batch, Trainer, train_model
+from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, train_model
+from pipeline.model.trainer import Trainer
 from tests.hostile import WritesMarker
 from tests.images import colorful
 

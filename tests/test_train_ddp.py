@@ -25,7 +25,9 @@ import pipeline.model.train
 from pipeline.config import load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer
-from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, World, load_split, parameters_sha256, train_model
+from pipeline.model.data import load_split
+from pipeline.model.distributed import World, parameters_sha256
+from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
 from tests.test_train import tiny_params, tiny_split
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,147 @@
+"""Training on several processes under torchrun: each process's place, its device and share of the batch, the
+process group (NCCL on CUDA, gloo on the CPU), and the collective steps the training loop takes. In a single process
+every function here is a no-op or the identity."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from pipeline.config import Train
+from pipeline.core.errors import PipelineError
+from pipeline.model.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among torchrun's processes (from its environment): rank 0 of 1 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> World:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files, logs and progress bars."""
+        return self.rank == 0
+
+
+def batch_per_process(cfg: Train, world: World) -> int:
+    """Each process's share of `train.batch_size`, which stays the global batch so that results stay comparable;
+    refused unless `train.nproc` processes were started."""
+    if world.world_size != cfg.nproc:
+        raise PipelineError(
+            f"train.nproc is {cfg.nproc} but {world.world_size} training processes were started: "
+            "run `python -m flows.train`, which starts train.nproc of them"
+        )
+    if cfg.batch_size < world.world_size:
+        raise PipelineError(
+            f"train.batch_size ({cfg.batch_size}) is smaller than the number of training processes ({world.world_size}, "
+            "train.nproc): each process needs at least one image per step"
+        )
+    share = cfg.batch_size // world.world_size
+    if world.is_main and share * world.world_size != cfg.batch_size:
+        log.warning("train: the global batch is %d, not %d: train.batch_size is not a multiple of train.nproc", share * world.world_size, cfg.batch_size)
+    return share
+
+
+def training_device(name: str, world: World) -> torch.device:
+    """`train.device`; under DDP, the CUDA device LOCAL_RANK (one process per GPU) or the CPU."""
+    device = resolve_device(name, "train.device")
+    if not world.distributed:
+        return device
+    if device.type not in ("cuda", "cpu"):
+        raise PipelineError(f"train.nproc > 1 trains on CUDA GPUs (NCCL) or on the CPU (gloo), not on {device.type}")
+    return torch.device("cuda", world.local_rank) if device.type == "cuda" else device
+
+
+@contextmanager
+def process_group(world: World, device: torch.device) -> Iterator[None]:
+    """Join torchrun's process group (NCCL on CUDA, gloo on the CPU) for the duration; leave it even on error."""
+    if not world.distributed:
+        yield
+        return
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
+    if world.distributed:
+        torch.distributed.barrier()
+
+
+def sum_over_processes(values: dict[str, float], world: World, device: torch.device) -> dict[str, float]:
+    """Each value summed over all processes (the values themselves in a single process)."""
+    if not world.distributed:
+        return values
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return dict(zip(values, tensor.tolist(), strict=True))
+
+
+def parameters_sha256(net: nn.Module) -> str:
+    """A digest of a network's parameters: equal on every process when DDP kept them in sync."""
+    digest = hashlib.sha256()
+    for tensor in net.parameters():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def wrap_for_training(net: nn.Module | None, cfg: Train, world: World, device: torch.device) -> nn.Module | None:
+    """What the training step calls: `net`, compiled with `train.compile`, then wrapped in DDP under torchrun."""
+    if net is None:
+        return None
+    forward = torch.compile(net) if cfg.compile else net
+    if not world.distributed:
+        return forward
+    return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def epoch_order(count: int, epoch: int, rng: torch.Generator, sampler: DistributedSampler | None) -> torch.Tensor:
+    """The training images this process visits in the epoch, in order: all of them in a single process, else its
+    DistributedSampler shard (disjoint from the other processes', padded to the same length)."""
+    if sampler is None:
+        return torch.randperm(count, generator=rng)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler))
+
+
+def needs_torchrun(cfg: Train) -> bool:
+    """Whether this process must start `train.nproc` training processes under torchrun: more than one is asked for and
+    no launcher has started them yet (WORLD_SIZE unset). A batch too small to share among them fails here, in one line."""
+    if cfg.nproc == 1 or "WORLD_SIZE" in os.environ:
+        return False
+    batch_per_process(cfg, World(world_size=cfg.nproc))
+    return True
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or the only process: the one that writes files and reports."""
+    return World.from_env().is_main

@@ -1,0 +1,153 @@
+"""One GAN training step and everything it updates: the networks, their optimizers, the losses, the generator's weight
+average, the L1 warm-up and the discriminator's running accuracy; its state is what a checkpoint holds."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline.config import Train
+from pipeline.model.data import Batch
+from pipeline.model.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
+
+
+@dataclass
+class Trainer:
+    """The networks, their optimizers and losses, and the epoch reached."""
+
+    cfg: Train
+    device: torch.device
+    generator: nn.Module
+    discriminator: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    gan_loss: GANLoss
+    ema: nn.Module | None = None  # the generator's exponential moving average (train.ema > 0)
+    epoch: int = 0
+    steps: int = 0  # optimisation steps of the generator so far
+    d_accuracy: float = 0.5  # the discriminator's running accuracy on real and fake pairs
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, cfg: Train, device: torch.device) -> Trainer:
+        generator = define_generator(GeneratorConfig(**cfg.generator.model_dump())).to(device)
+        adam = {"lr": cfg.lr, "betas": (cfg.beta1, 0.999)}
+        discriminator, opt_d = None, None
+        if cfg.lambda_gan > 0:
+            discriminator = define_discriminator(DiscriminatorConfig(**cfg.discriminator.model_dump())).to(device)
+            opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
+        if device.type == "cuda" and cfg.mixed_precision:
+            generator = generator.to(memory_format=torch.channels_last)
+            discriminator = discriminator.to(memory_format=torch.channels_last) if discriminator else None
+        opt_g = torch.optim.Adam(generator.parameters(), **adam)
+        ema = copy.deepcopy(generator).requires_grad_(False) if cfg.ema > 0 else None
+        return cls(cfg, device, generator, discriminator, opt_g, opt_d, GANLoss(cfg.gan_mode).to(device), ema)
+
+    @property
+    def saved_generator(self) -> nn.Module:
+        """What generator.pt holds: the weight average when there is one, else the generator itself."""
+        return self.ema if self.ema is not None else self.generator
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the epoch under way is past the L1 warm-up (`train.warmup`) and has a discriminator to train against."""
+        return self.discriminator is not None and self.epoch >= self.cfg.warmup_epochs
+
+    def set_learning_rates(self) -> None:
+        """`train.lr` for the epoch under way, falling linearly over the last `train.decay` share of the epochs (as pix2pix)."""
+        epochs_left = self.cfg.epochs - self.epoch  # counting the one under way
+        factor = min(1.0, epochs_left / (self.cfg.decay_epochs + 1))
+        for optimizer in (self.opt_g, self.opt_d):
+            for group in optimizer.param_groups if optimizer else ():
+                group["lr"] = self.cfg.lr * factor
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the weight average towards the generator's weights; its batch-norm statistics are the generator's. The
+        decay ramps up to `train.ema` as (1 + steps) / (10 + steps), so that a short run does not average in its
+        random initial weights."""
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.steps) / (10 + self.steps))
+        for average, weight in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            average.lerp_(weight, 1 - decay)
+        for average, buffer in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            average.copy_(buffer)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.mixed_precision)
+
+    def step(self, batch: Batch, forward_g: nn.Module, forward_d: nn.Module | None) -> dict[str, float]:
+        """One optimisation step of D then G (G alone during the warm-up; D rests while its running accuracy is above
+        `train.d_max_accuracy`); the losses, D's accuracy on real and fake pairs and whether it stepped, as floats. G's
+        step calls a DDP-wrapped D's own module, so that DDP does not expect D's gradients from it."""
+        losses: dict[str, float] = {}
+        adversarial = forward_d is not None and self.opt_d is not None and self.adversarial
+        with self._autocast():
+            fake = forward_g(batch.l_norm)
+        judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
+        if adversarial:
+            rest = self.d_accuracy > self.cfg.d_max_accuracy  # the same on every process: accuracies are averaged
+            with self._autocast(), torch.set_grad_enabled(not rest):
+                real_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, batch.ab_norm], 1)).float()
+                fake_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, fake.detach()], 1)).float()
+                loss_d = 0.5 * (self.gan_loss(real_logits, True) + self.gan_loss(fake_logits, False))
+            if not rest:
+                self.opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                self.opt_d.step()
+            accuracy = torch.stack([self.gan_loss.judged_real(real_logits).float().mean(), (~self.gan_loss.judged_real(fake_logits)).float().mean()])
+            if torch.distributed.is_initialized():
+                torch.distributed.all_reduce(accuracy)
+                accuracy /= torch.distributed.get_world_size()
+            self.d_accuracy = 0.9 * self.d_accuracy + 0.1 * float(accuracy.mean())
+            losses["d_accuracy_real"], losses["d_accuracy_fake"] = accuracy.tolist()
+            losses["loss_d"], losses["d_updated"] = loss_d.item(), float(not rest)
+        with self._autocast():
+            loss_l1 = F.l1_loss(fake.float(), batch.ab_norm)
+            loss_g = self.cfg.lambda_l1 * loss_l1
+            if adversarial:
+                loss_gan = self.gan_loss(judge(torch.cat([batch.l_norm, fake], 1)).float(), True)
+                loss_g = loss_g + self.cfg.lambda_gan * loss_gan
+                losses["loss_g_gan"] = loss_gan.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.steps += 1
+        self.update_ema()
+        losses["loss_g_l1"] = loss_l1.item()
+        return losses
+
+    def state(self, key: str) -> dict[str, Any]:
+        return {
+            "fingerprint": key,
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "d_accuracy": self.d_accuracy,
+            "history": self.history,
+            "train": self.cfg.model_dump(mode="json"),
+            "generator": self.generator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "discriminator": self.discriminator.state_dict() if self.discriminator else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "rng": torch.get_rng_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.discriminator is not None and self.opt_d is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.steps, self.history = state["epoch"], state["steps"], state["history"]
+        self.d_accuracy = state["d_accuracy"]
