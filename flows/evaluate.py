@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import DATA, main
+from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.model.evaluate import GRIDS, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
 from pipeline.model.metrics import METRICS
@@ -61,5 +61,10 @@ def evaluate(params: Params) -> dict:
     return metrics
 
 
+def run(params: Params) -> dict:
+    """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
+    return evaluate(params)
+
+
 if __name__ == "__main__":
-    main("evaluate", evaluate, __doc__)
+    main("evaluate", run, __doc__)

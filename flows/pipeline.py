@@ -22,7 +22,7 @@ from prefect.schedules import Cron
 from prefect.states import Failed, State
 from pydantic import ValidationError
 
-from flows.common import handle_ctrl_c
+from flows.cli import handle_ctrl_c
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.versioning.publish import commit_version, push, require_git

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import DATA, batch_tasks, main, run_stage
+from flows.cli import DATA, main
+from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.dataset.resize import resize_dataset
 

@@ -11,7 +11,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import DATA, batch_tasks, main, run_stage
+from flows.cli import DATA, main
+from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.core.fsutil import staged_output
 from pipeline.core.progress import track_batches

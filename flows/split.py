@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.common import DATA, main
+from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.dataset.split import split_dataset
 
@@ -24,5 +24,10 @@ def split(params: Params) -> dict[str, int]:
     return {str(name): int(total) for name, total in manifest["split"].value_counts().items()}
 
 
+def run(params: Params) -> dict[str, int]:
+    """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
+    return split(params)
+
+
 if __name__ == "__main__":
-    main("split", split, __doc__)
+    main("split", run, __doc__)

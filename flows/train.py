@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
-from flows.common import DATA, main
+from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
 from pipeline.model.train import train_model
@@ -49,7 +49,7 @@ def torchrun_command(nproc: int) -> list[str]:
     return [*torchrun, "-m", "flows.train", *sys.argv[1:]]
 
 
-def stage(params: Params) -> dict[str, Any]:
+def run(params: Params) -> dict[str, Any]:
     """One process of the stage. With train.nproc > 1 and not yet under torchrun (or another launcher that sets
     WORLD_SIZE), it becomes torchrun; one process (train.nproc 1) runs the flow without torchrun's start-up, exactly as
     before; under torchrun, rank 0 runs the flow and the other ranks train beside it."""
@@ -61,4 +61,4 @@ def stage(params: Params) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main("train", stage, __doc__)
+    main("train", run, __doc__)

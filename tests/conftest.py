@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 _HOME = tempfile.mkdtemp(prefix="prefect-home-")
@@ -16,11 +17,21 @@ os.environ.update(
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """An end-to-end test is a slow one: `pytest -m "not slow"` leaves it out too."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
-    """The tests' tensors are tiny: one thread is faster, and avoids OpenMP spin-waits on a busy machine."""
-    import torch
-
+    """The tests' tensors are tiny: one thread is faster, and avoids OpenMP spin-waits on a busy machine. Only when a
+    collected test module imported torch: tests that do not need it do not pay for importing it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

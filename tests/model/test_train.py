@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import pipeline.model.train
-from flows.common import main
-from flows.train import stage
+from flows.cli import main
+from flows.train import run as run_train
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer
@@ -242,5 +242,5 @@ def test_the_train_stage_on_cuda_without_cuda_fails_in_one_line(split, tmp_path,
     Path("params.yaml").write_text("train: {device: cuda}\n")
     monkeypatch.setattr("sys.argv", ["python -m flows.train"])
     with pytest.raises(SystemExit) as exit_info:
-        main("train", stage, "train")
+        main("train", run_train, "train")
     assert exit_info.value.code == "train: error: train.device: 'cuda': this machine has no CUDA device (use auto or cpu)"

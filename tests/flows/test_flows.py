@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.clean import clean
 from flows.clean import run as run_clean
-from flows.common import main
+from flows.cli import main
 from flows.scrape import scrape
 from pipeline.config import parse_params
 from tests.fakebing import FakeBing

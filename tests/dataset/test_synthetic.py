@@ -19,7 +19,7 @@ from pipeline.dataset.sources.base import RawFile
 from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.sources.synthetic import DEFECTS, DROPPED_DEFECTS, KEPT_DEFECTS, scrape_synthetic, synthetic_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = SyntheticSource(defect_rate=0.0, min_side=48, max_side=96)
 ALL_DEFECTS = SMALL.model_copy(update={"defect_rate": 1.0})
 REQUIRED_SCENES = {

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from flows.common import main
+from flows.cli import main
 from flows.scrape import run as run_scrape
 from pipeline.config import ParamsError, parse_params
 from pipeline.core.errors import PipelineError

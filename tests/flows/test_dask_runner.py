@@ -12,7 +12,8 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
 from flows import clean, resize, scrape
-from flows.common import CONNECT_TIMEOUT, RunnerError, main, run_batch
+from flows.cli import main
+from flows.runners import CONNECT_TIMEOUT, RunnerError, run_batch
 from pipeline.config import parse_params
 from tests.fakebing import FakeBing
 from tests.prefect_api import task_run_names

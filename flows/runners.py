@@ -1,13 +1,11 @@
-"""What the stage flows share: the command-line entry point, the task runner (params.runner), and batches as Prefect tasks."""
+"""Where a stage's flow runs its per-item work (params.runner): the task runner (local threads or Dask), and batches
+submitted as Prefect tasks to a local process pool or a Dask cluster."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -15,7 +13,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import Flow, get_run_logger, task
@@ -25,7 +22,7 @@ from prefect.futures import PrefectWrappedFuture
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.config import PARAMS_FILE, Params, load_params
+from pipeline.config import Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import process_pool
 
@@ -35,7 +32,6 @@ if TYPE_CHECKING:  # imported when a runner needs them: the default runner does 
 T = TypeVar("T")
 R = TypeVar("R")
 
-DATA = Path("data")
 CONNECT_TIMEOUT = 5  # seconds for runner.address to answer
 WINDOW_PER_WORKER = 4  # batches submitted ahead per worker: enough to keep each busy, never the whole plan at once
 _IN_FOLDER = threading.Lock()  # a Dask worker process works in one flow's folder at a time
@@ -169,34 +165,3 @@ def run_stage(stage: Flow[[Params], R], params: Params) -> R:
         with api_for_workers():
             return stage.with_options(task_runner=runner)(params)
     return stage.with_options(task_runner=runner)(params)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    """Ctrl-C: the batches it cuts short report nothing more (their errors would only bury the stage's one line)."""
-    logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
-    raise KeyboardInterrupt
-
-
-def handle_ctrl_c() -> None:
-    """Let a Ctrl-C in a terminal end this command within seconds, with its one line: Prefect's temporary server (when
-    there is no PREFECT_API_URL) in a session of its own, and the batches the interrupt cuts short quiet."""
-    if not PREFECT_API_URL.value():
-        from flows.temporary_server import use_own_session_server
-
-        use_own_session_server()
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
-        signal.signal(signal.SIGINT, _interrupt)
-
-
-def main(stage: str, flow: Callable[[Params], Any], description: str) -> None:
-    """`python -m flows.<stage>`: validate params.yaml, run the flow, and turn known failures into one line."""
-    parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
-    args = parser.parse_args()
-    handle_ctrl_c()
-    try:
-        flow(load_params(args.params))
-    except PipelineError as exc:
-        sys.exit(f"{stage}: error: {exc}")
-    except KeyboardInterrupt:
-        sys.exit(f"{stage}: interrupted; its output was not published; run it again to finish (finished work is kept)")

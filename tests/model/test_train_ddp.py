@@ -1,7 +1,7 @@
 """Training under torchrun: two gloo processes on the CPU train one generator with DistributedDataParallel, each on its
 own shard of every epoch, and only rank 0 runs the Prefect flow and writes the model, the checkpoint and the logs.
 
-Run as a module (`python -m torch.distributed.run ... -m tests.test_train_ddp <folder>`), this file is one of those
+Run as a module (`python -m torch.distributed.run ... -m tests.model.test_train_ddp <folder>`), this file is one of those
 processes."""
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import load_split
 from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
-from tests.test_train import tiny_params, tiny_split
+from tests.model.test_train import tiny_params, tiny_split
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EPOCHS, TRAIN_IMAGES = 2, 10
 
 
@@ -91,7 +91,7 @@ def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0
     loopback = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo"}
     env = {**os.environ, **loopback, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
-    command = [*torchrun, "-m", "tests.test_train_ddp", str(tmp_path)]
+    command = [*torchrun, "-m", "tests.model.test_train_ddp", str(tmp_path)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -125,16 +125,16 @@ def test_the_stage_trains_without_prefect_on_ranks_other_than_0_and_leaves_the_w
     monkeypatch.setenv("RANK", "1")  # as torchrun's second process (in a world of one, so without a process group)
     from prefect.context import FlowRunContext  # here, not above: torchrun's processes load this module and need no Prefect
 
-    from flows.train import stage
+    from flows.train import run as run_train
 
     with recording(tmp_path / "data" / "split", probe=lambda: FlowRunContext.get() is not None) as seen:
-        stage(tiny_params(1))
+        run_train(tiny_params(1))
     assert seen.probed == {False} and len(seen.batches) == 1
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["split"]
 
 
 def test_the_stage_with_nproc_above_1_becomes_torchrun_on_loopback(monkeypatch):
-    from flows.train import stage
+    from flows.train import run as run_train
 
     def execv(path: str, argv: list[str]) -> None:
         raise SystemExit(argv)
@@ -143,7 +143,7 @@ def test_the_stage_with_nproc_above_1_becomes_torchrun_on_loopback(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["flows/train.py", "--params", "other.yaml"])
     monkeypatch.setattr(os, "execv", execv)
     with pytest.raises(SystemExit) as replaced:
-        stage(tiny_params(1, nproc=3))
+        run_train(tiny_params(1, nproc=3))
     assert replaced.value.code == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=3",
         "-m", "flows.train", "--params", "other.yaml",
