@@ -18,9 +18,9 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """An end-to-end test is a slow one: `pytest -m "not slow"` leaves it out too."""
+    """End-to-end tests and tests that need the Prefect server are slow ones: `pytest -m "not slow"` leaves them out."""
     for item in items:
-        if item.get_closest_marker("e2e"):
+        if item.get_closest_marker("e2e") or "prefect_api_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 

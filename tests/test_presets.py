@@ -54,6 +54,7 @@ def test_a_preset_with_an_unknown_key_names_it(tmp_path, monkeypatch):
         preset_settings("typo", REPO / "params.yaml")
 
 
+@pytest.mark.slow
 def test_dvc_exp_run_with_the_printed_arguments_sets_exactly_the_preset(data_folders):
     """A real DVC repository: `python -m pipeline.presets scenes | xargs dvc exp run` leaves params.yaml equal to the
     committed one with the preset applied."""

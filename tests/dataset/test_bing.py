@@ -226,6 +226,7 @@ def test_redirect_library_refuses_other_hosts(fake: FakeBing) -> None:
 HOSTILE = {1: "drip_headers", 2: "drip_body", 3: "drip_chunked", 4: "slow_redirects", 5: "huge", 6: "endless", 7: "short"}
 
 
+@pytest.mark.slow
 def test_hostile_servers_are_bounded_by_the_timeout_and_max_bytes_and_recorded(tmp_path: Path) -> None:
     """Each of these held a download slot for 44-60 s (or forever) when only reads were timed."""
     with FakeBing(images_per_query=9, special=HOSTILE, drip_seconds=0.4) as server:

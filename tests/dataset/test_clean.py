@@ -57,6 +57,7 @@ def test_truncated_jpeg_and_png_are_rejected(tmp_path):
     assert inspect(tmp_path, png[: len(png) // 2], "b.png").reason in {"truncated", "corrupt"}
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_rejected_before_decoding(tmp_path):
     big = encode(Image.new("RGB", (4000, 3000), (200, 30, 30)), "PNG")
     result = inspect(tmp_path, big, "bomb.png", Clean(max_pixels=1_000_000))
@@ -263,6 +264,7 @@ def test_failure_midway_leaves_no_output(tmp_path, monkeypatch):
     assert not (tmp_path / "clean").exists()
 
 
+@pytest.mark.slow
 def test_a_large_file_that_is_not_an_image_is_described_from_its_first_bytes_only(tmp_path):
     (tmp_path / "raw" / "cat").mkdir(parents=True)
     with open(tmp_path / "raw" / "cat" / "page.jpg", "wb") as handle:
@@ -275,6 +277,7 @@ def test_a_large_file_that_is_not_an_image_is_described_from_its_first_bytes_onl
     assert peak < 1024 * 1024  # the head, not the 64 MB
 
 
+@pytest.mark.slow
 def test_a_kept_jpeg_is_copied_as_a_stream(tmp_path):
     data = encode(colorful(6000, 4000), "JPEG", quality=95)
     row = save_raw(tmp_path / "raw", "cat", "big.jpg", data, "test", "test://")

@@ -45,6 +45,7 @@ def test_squash_distorts_the_aspect_ratio():
     assert out[50, 10].min() > 250 and out[50, 90].max() < 5
 
 
+@pytest.mark.slow
 def test_reduced_scale_jpeg_decoding_matches_a_full_decode():
     photo = colorful(1600, 1200, seed=4)
     fast = np.asarray(resize_image(opened(photo, "JPEG"), 200, "center_crop"), dtype=float)

@@ -50,12 +50,14 @@ def hamming_matrix(hashes: list[int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_same_inputs_give_the_same_bytes() -> None:
     for cfg in (SMALL, ALL_DEFECTS):
         for index in range(8):
             assert synthetic_file("beach", index, 7, cfg) == synthetic_file("beach", index, 7, cfg)
 
 
+@pytest.mark.slow
 def test_bytes_are_the_same_in_another_process() -> None:
     script = (
         "import hashlib; from pipeline.config import SyntheticSource; "
@@ -77,6 +79,7 @@ def test_seed_and_index_change_the_image() -> None:
     assert synthetic_file("forest", 1, 1, SMALL)[1] != first
 
 
+@pytest.mark.slow
 def test_defect_free_files_do_not_depend_on_the_defect_rate() -> None:
     files = [synthetic_file("town", index, 5, SMALL.model_copy(update={"defect_rate": 0.5})) for index in range(20)]
     defect_free = [index for index, (_, _, defect) in enumerate(files) if not defect]
@@ -132,6 +135,7 @@ def test_normal_files_have_bounded_sizes_and_jpeg_or_png_names() -> None:
     assert 0 < formats.count("PNG") < formats.count("JPEG")
 
 
+@pytest.mark.slow
 def test_defect_rate_sets_the_share_of_defective_files() -> None:
     cfg = SyntheticSource(defect_rate=0.1, min_side=24, max_side=32)
     share = np.mean([synthetic_file("city", i, 0, cfg)[2] != "" for i in range(400)])
@@ -195,6 +199,7 @@ def check_defect(defect: str, name: str, data: bytes, original: np.ndarray) -> N
     assert checks[defect](), (defect, name, image.format, image.mode, image.size)
 
 
+@pytest.mark.slow
 def test_every_defect_appears_and_looks_as_described() -> None:
     seen: dict[str, int] = {}
     for index in range(200):
@@ -206,6 +211,7 @@ def test_every_defect_appears_and_looks_as_described() -> None:
     assert set(seen) == set(DEFECTS)
 
 
+@pytest.mark.slow
 def test_exif_rotation_uses_both_orientations() -> None:
     orientations = {decode(data).getexif().get(0x0112)
                     for index in range(300)
@@ -213,6 +219,7 @@ def test_exif_rotation_uses_both_orientations() -> None:
     assert orientations == {6, 8}
 
 
+@pytest.mark.slow
 def test_duplicates_copy_the_nearest_earlier_defect_free_file() -> None:
     cfg = SyntheticSource(defect_rate=0.5, min_side=48, max_side=80)
     files = [synthetic_file("fruit", index, 4, cfg) for index in range(330)]
@@ -242,6 +249,7 @@ def scene_samples() -> dict[str, list[np.ndarray]]:
             for category in sorted(KNOWN_SCENES)}
 
 
+@pytest.mark.slow
 def test_same_category_images_are_rarely_near_duplicates(scene_samples: dict[str, list[np.ndarray]]) -> None:
     close = pairs = 0
     for category, images in scene_samples.items():

@@ -18,6 +18,8 @@ from pipeline.config import parse_params
 from tests.fakebing import FakeBing
 from tests.prefect_api import task_run_names
 
+pytestmark = pytest.mark.slow  # Dask clusters
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -30,6 +30,8 @@ from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
 from tests.model.test_train import tiny_params, tiny_split
 
+pytestmark = pytest.mark.slow  # torchrun processes
+
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS, TRAIN_IMAGES = 2, 10
 

@@ -18,6 +18,8 @@ from pipeline.versioning.publish import PublishError, commit_version, uncommitte
 from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
 from tests.workspace import REPO, STAGES, edit_params, make_workspace
 
+pytestmark = pytest.mark.slow  # git, DVC and served deployments
+
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
