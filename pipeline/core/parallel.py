@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ def process_pool(workers: int) -> Iterator[Executor]:
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
         initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
     )
+    _start_ignoring_ctrl_c(pool, workers)
     try:
         yield pool
     except BaseException:
@@ -56,3 +58,17 @@ def process_pool(workers: int) -> Iterator[Executor]:
         raise
     pool.shutdown()
 
+
+
+def _start_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's processes now, with Ctrl-C ignored while they start: a process inherits that and ignores it from
+    birth, so a Ctrl-C during its start-up (before the initializer runs) cannot print a traceback. Only the main
+    thread may change signal handlers; elsewhere the processes start on demand and the initializer covers them."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):
+            pool.submit(int)  # each submit with no idle process starts one
+    finally:
+        signal.signal(signal.SIGINT, previous)
