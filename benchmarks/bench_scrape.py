@@ -27,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from bing_image_downloader import downloader  # noqa: E402
 
-from pipeline.config import DEFAULT_CATEGORIES, BingSource  # noqa: E402
-from pipeline.dataset.sources.bing import scrape_bing  # noqa: E402
+from pipeline.config import DEFAULT_CATEGORIES  # noqa: E402
+from pipeline.dataset.sources.bing import (
+    BingParams,  # noqa: E402
+    scrape_bing,  # noqa: E402
+)
 from tests.fakebing import FakeBing, redirect_library  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
@@ -41,7 +44,7 @@ def timed(run: Callable[[], int]) -> tuple[int, float]:
     return images, time.perf_counter() - started
 
 
-def baseline(fake: FakeBing, categories: list[str], per_category: int, cfg: BingSource, out: Path) -> int:
+def baseline(fake: FakeBing, categories: list[str], per_category: int, cfg: BingParams, out: Path) -> int:
     """The library, one category after another; returns the number of images it saved."""
     with redirect_library(fake.endpoint), contextlib.redirect_stdout(io.StringIO()):
         for category in categories:
@@ -50,7 +53,7 @@ def baseline(fake: FakeBing, categories: list[str], per_category: int, cfg: Bing
     return sum(1 for path in out.rglob("*") if path.is_file())
 
 
-def ours(fake: FakeBing, categories: list[str], per_category: int, cfg: BingSource, out: Path) -> int:
+def ours(fake: FakeBing, categories: list[str], per_category: int, cfg: BingParams, out: Path) -> int:
     """scrape_bing for every category on a thread pool; checks the bytes; returns the number of images saved."""
     with ThreadPoolExecutor(max_workers=cfg.concurrent_categories) as pool:
         results = list(pool.map(lambda category: scrape_bing(category, out, per_category, cfg), categories))
@@ -71,7 +74,7 @@ def main() -> None:
     categories = [f"{DEFAULT_CATEGORIES[i % len(DEFAULT_CATEGORIES)]} {i}" for i in range(args.categories)]
     expected = args.per_category * len(categories)
     with FakeBing(images_per_query=args.per_category, latency=args.latency) as fake, tempfile.TemporaryDirectory() as tmp:
-        cfg = BingSource(endpoint=fake.endpoint)
+        cfg = BingParams(endpoint=fake.endpoint)
         print(f"fake Bing at {fake.endpoint}: {len(categories)} categories x {args.per_category} images, "
               f"{args.latency * 1000:.0f} ms per request")
         results = {}

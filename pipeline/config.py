@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -10,9 +9,12 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.fsutil import category_slug
+from pipeline.core.schema import StrictModel
+from pipeline.dataset.sources import SOURCES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -27,24 +29,6 @@ class ParamsError(PipelineError):
 
 
 MAX_PER_CATEGORY = 1_000_000
-MAX_SLUG_LENGTH = 64  # a category's folder name, well under any file system's 255-byte limit on names
-
-LocalPath = Annotated[Path, Field(strict=False)]  # a path may be written as a string in YAML
-
-
-class _Strict(BaseModel):
-    """No unknown keys, no coercion (`true` is not 1, "3" is not 3), immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def category_slug(name: str) -> str:
-    """The folder name for a category: lowercase ASCII letters, digits and '_' only (never a path), at most
-    MAX_SLUG_LENGTH characters; a longer name is cut and ends in a hash of the whole name, so names stay distinct."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
-    if len(slug) <= MAX_SLUG_LENGTH:
-        return slug
-    return f"{slug[: MAX_SLUG_LENGTH - 9].rstrip('_')}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def check_time_zone(name: str) -> str:
@@ -56,53 +40,10 @@ def check_time_zone(name: str) -> str:
     return name
 
 
-class SyntheticSource(_Strict):
-    defect_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    min_side: Annotated[int, Field(ge=16)] = 240
-    max_side: Annotated[int, Field(ge=16)] = 480
-
-    @model_validator(mode="after")
-    def _sides_ordered(self) -> SyntheticSource:
-        if self.max_side < self.min_side:
-            raise ValueError("max_side must be >= min_side")
-        return self
-
-
-class BingSource(_Strict):
-    endpoint: str = "https://www.bing.com/images/async"
-    timeout: Annotated[int, Field(ge=1)] = 15  # seconds for the whole transfer of one URL (redirects included)
-    max_bytes: Annotated[int, Field(ge=1024)] = 20_000_000  # a larger image is refused (at the header when it says so)
-    retries: Annotated[int, Field(ge=0)] = 2  # per result page, on timeouts, network errors, 429 and 5xx
-    concurrent_categories: Annotated[int, Field(ge=1)] = 4
-    downloads_per_category: Annotated[int, Field(ge=1)] = 8
-    adult_filter: bool = True
-    filter: Literal["", "photo", "line", "clipart", "gif", "animatedgif", "transparent"] = "photo"
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_only(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
-
-
-class FolderSource(_Strict):
-    path: LocalPath | None = None
-
-
-class Cifar10Source(_Strict):
-    root: LocalPath | None = None  # the folder that holds cifar-10-batches-py
-    download: bool = False  # fetch it into root when missing (needs internet)
-
-
-class Source(_Strict):
-    kind: Literal["synthetic", "bing", "folder", "cifar10"] = "synthetic"
+class _SourceCommon(StrictModel):
+    kind: str = "synthetic"  # narrowed to the registered names below
     categories: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     per_category: Annotated[int, Field(ge=1, le=MAX_PER_CATEGORY)] = 100
-    synthetic: SyntheticSource = SyntheticSource()
-    bing: BingSource = BingSource()
-    folder: FolderSource = FolderSource()
-    cifar10: Cifar10Source = Cifar10Source()
 
     @field_validator("categories")
     @classmethod
@@ -118,23 +59,23 @@ class Source(_Strict):
         return names
 
     @model_validator(mode="after")
-    def _source_folder_exists(self) -> Source:
-        if self.kind == "folder":
-            path = self.folder.path
-            if path is None:
-                raise ValueError("folder.path: required when kind is 'folder'")
-            if not path.is_dir():
-                raise ValueError(f"folder.path: {str(path)!r} is not a directory")
-        if self.kind == "cifar10":
-            root = self.cifar10.root
-            if root is None:
-                raise ValueError("cifar10.root: required when kind is 'cifar10'")
-            if not self.cifar10.download and not (root / "cifar-10-batches-py").is_dir():
-                raise ValueError(f"cifar10.root: {str(root)!r} has no cifar-10-batches-py (set cifar10.download: true to fetch it)")
+    def _selected_source_works(self) -> _SourceCommon:
+        try:
+            SOURCES[self.kind].check(getattr(self, self.kind))
+        except ValueError as exc:
+            raise ValueError(f"{self.kind}.{exc}") from None
         return self
 
 
-class Clean(_Strict):
+Source = create_model(  # kind, categories, per_category, and each registered source's own params under its name
+    "Source",
+    __base__=_SourceCommon,
+    kind=(Literal[tuple(SOURCES)], "synthetic"),  # type: ignore[valid-type]
+    **{name: (source.Params, source.Params()) for name, source in SOURCES.items()},  # type: ignore[call-overload]
+)
+
+
+class Clean(StrictModel):
     min_side: Annotated[int, Field(ge=1)] = 64
     max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
     min_chroma: Annotated[float, Field(ge=0.0)] = 2.0
@@ -142,16 +83,16 @@ class Clean(_Strict):
     near_duplicate_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
 
 
-class Resize(_Strict):
+class Resize(StrictModel):
     size: Annotated[int, Field(ge=8, le=4096)] = 200
     mode: Literal["center_crop", "pad", "squash"] = "center_crop"
 
 
-class Split(_Strict):
+class Split(StrictModel):
     test_per_category: Annotated[int, Field(ge=1)] = 10
 
 
-class GeneratorParams(_Strict):
+class GeneratorParams(StrictModel):
     name: Literal["unet"] = "unet"
     base_filters: Annotated[int, Field(ge=1)] = 16
     depth: Annotated[int, Field(ge=2, le=8)] = 5
@@ -160,14 +101,14 @@ class GeneratorParams(_Strict):
     upsample: Literal["transpose", "resize"] = "transpose"
 
 
-class DiscriminatorParams(_Strict):
+class DiscriminatorParams(StrictModel):
     name: Literal["patchgan"] = "patchgan"
     base_filters: Annotated[int, Field(ge=1)] = 16
     n_layers: Annotated[int, Field(ge=1, le=5)] = 3
     norm: Literal["batch", "instance", "spectral"] = "batch"
 
 
-class Train(_Strict):
+class Train(StrictModel):
     epochs: Annotated[int, Field(ge=1)] = 20
     batch_size: Annotated[int, Field(ge=1)] = 16
     crop: Annotated[int, Field(ge=0)] = 128  # random square crops of this side (0: whole images)
@@ -197,7 +138,7 @@ class Train(_Strict):
         return int(self.decay * self.epochs)
 
 
-class Runner(_Strict):
+class Runner(StrictModel):
     """Where scrape, clean and resize run their per-image batches."""
 
     kind: Literal["local", "dask"] = "local"  # local: a process pool of `workers`; dask: a Dask cluster
@@ -210,7 +151,7 @@ class Runner(_Strict):
         return self
 
 
-class Publish(_Strict):
+class Publish(StrictModel):
     """What the pipeline flow does after a rebuild that changed something."""
 
     push: bool = True  # dvc push the new artifacts to the default remote
@@ -218,7 +159,7 @@ class Publish(_Strict):
     git_tag: bool = False  # tag that commit with the date (colorize-YYYY-MM-DD, -2, -3... when taken)
 
 
-class Schedule(_Strict):
+class Schedule(StrictModel):
     """When the served deployment of the pipeline flow runs."""
 
     cron: str = "0 2 * * *"  # nightly at 02:00
@@ -230,7 +171,7 @@ class Schedule(_Strict):
         return check_time_zone(value)
 
 
-class Params(_Strict):
+class Params(StrictModel):
     seed: int = 42
     workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
     source: Source = Source()

@@ -5,7 +5,7 @@ links to under `/img/<query>/<index>.<ext>`. `special` turns chosen result index
 scraper must survive (see `Kind`). Every request path is logged, thread-safely, in `requests`.
 
     with FakeBing(images_per_query=20) as fake:
-        scrape_bing("beach", root, 10, BingSource(endpoint=fake.endpoint))
+        scrape_bing("beach", root, 10, BingParams(endpoint=fake.endpoint))
 """
 
 from __future__ import annotations

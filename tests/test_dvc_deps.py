@@ -43,6 +43,8 @@ def _imported_modules(path: Path, module: str) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
+    if "pkgutil.iter_modules(__path__)" in path.read_text(encoding="utf-8"):  # a registry that imports its package's modules
+        names.update(f"{package}.{child.stem}" for child in path.parent.glob("*.py"))
     return names
 
 

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -19,6 +20,17 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from pipeline.core.errors import PipelineError
+
+MAX_SLUG_LENGTH = 64  # a category's folder name, well under any file system's 255-byte limit on names
+
+
+def category_slug(name: str) -> str:
+    """The folder name for a category: lowercase ASCII letters, digits and '_' only (never a path), at most
+    MAX_SLUG_LENGTH characters; a longer name is cut and ends in a hash of the whole name, so names stay distinct."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    if len(slug) <= MAX_SLUG_LENGTH:
+        return slug
+    return f"{slug[: MAX_SLUG_LENGTH - 9].rstrip('_')}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

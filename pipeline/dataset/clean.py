@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config import Clean, category_slug
-from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, read_manifest, staged_output
+from pipeline.config import Clean
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, category_slug, read_manifest, staged_output
 from pipeline.core.images import (
     DECODE_ERRORS,
     PNG_LEVEL,

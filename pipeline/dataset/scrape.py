@@ -1,37 +1,50 @@
-"""The scrape stage: the source's work cut into jobs, run into data/raw, and the manifest and attempts written."""
+"""The scrape stage: the source's work cut into units, run into data/raw, and the manifest and attempts written."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.core.parallel import batch_size_for, batched
-from pipeline.dataset.sources.base import ATTEMPT_COLUMNS, RAW_COLUMNS, SAVED, Scraped
+from pipeline.core.fsutil import staged_output
+from pipeline.core.parallel import batch_size_for
+from pipeline.core.progress import track_batches
+from pipeline.dataset.sources import SOURCES
+from pipeline.dataset.sources.base import ATTEMPT_COLUMNS, RAW_COLUMNS, SAVED, Scraped, Source, Unit
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.csv"
 ATTEMPTS_FILE = "attempts.csv"
 
+UnitMapper = Callable[[Callable[[Unit], Scraped], Iterable[Unit]], Iterator[Scraped]]
+"""Runs fn(unit) for each unit, where it likes, and yields the results in order (the flow's task runner)."""
+
 
 @dataclass(frozen=True)
-class ScrapeJob:
-    """One unit of scrape work: a batch of synthetic or CIFAR-10 indexes, a batch of local files, or a Bing category."""
+class ScrapeResult:
+    """What a scrape obtained: where from, and per category the count of each outcome (`saved`, or why not)."""
 
-    category: str
-    part: int = 0
-    indexes: Sequence[int] = ()
-    files: tuple[tuple[Path, str], ...] = ()
+    source: str
+    counts: dict[str, dict[str, int]]
 
-    @property
-    def name(self) -> str:
-        return f"{self.category}-{self.part}"
+    def saved(self, category: str) -> int:
+        return self.counts.get(category, {}).get(SAVED, 0)
+
+
+def define_source(params: Params) -> Source:
+    """The source that params.source.kind names, with its params (`source.<kind>`)."""
+    chosen = params.source
+    return SOURCES[chosen.kind](getattr(chosen, chosen.kind), chosen.per_category, params.seed)
 
 
 def resume_key(params: Params) -> str:
@@ -40,51 +53,35 @@ def resume_key(params: Params) -> str:
     return hashlib.sha256(described.encode()).hexdigest()
 
 
-def plan_jobs(params: Params) -> Iterator[ScrapeJob]:
-    """The jobs for every category, in category order, made as they are asked for (planning holds no more than one
-    category's file names): a whole category for Bing, batches for local sources."""
-    source = params.source
-    if source.kind == "bing":
-        yield from (ScrapeJob(category) for category in source.categories)
-        return
-    size = batch_size_for(source.per_category * len(source.categories), params.workers)
-    for category in source.categories:
-        if source.kind == "synthetic":
-            starts = range(0, source.per_category, size)
-            yield from (ScrapeJob(category, part, indexes=range(start, min(start + size, source.per_category))) for part, start in enumerate(starts))
-        elif source.kind == "cifar10":
-            from pipeline.dataset.sources.cifar10 import class_indexes
-
-            assert source.cifar10.root is not None  # guaranteed by config validation
-            indexes = class_indexes(source.cifar10.root, source.cifar10.download, category, source.per_category)
-            yield from (ScrapeJob(category, part, indexes=tuple(batch)) for part, batch in enumerate(batched(indexes, size)))
-        else:
-            from pipeline.dataset.sources.folder import list_folder
-
-            assert source.folder.path is not None  # guaranteed by config validation
-            files = list_folder(category, source.folder.path, source.per_category)
-            yield from (ScrapeJob(category, part, files=tuple(batch)) for part, batch in enumerate(batched(files, size)))
+def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterator[Unit]:
+    """The units of every category, in category order, made as they are asked for."""
+    for category in categories:
+        yield from (Unit(category, part, tuple(items)) for part, items in enumerate(source.plan(category, batch_size)))
 
 
-def run_job(params: Params, job: ScrapeJob, root: Path, stop: threading.Event | None = None) -> Scraped:
-    """Do one job into root/<category slug>/; a Bing job ends early (Stopped) once `stop` is set."""
-    source = params.source
-    if source.kind == "synthetic":
-        from pipeline.dataset.sources.synthetic import scrape_synthetic
+def serial_units(fn: Callable[[Unit], Scraped], units: Iterable[Unit]) -> Iterator[Scraped]:
+    return map(fn, units)
 
-        return Scraped(scrape_synthetic(job.category, root, job.indexes, params.seed, source.synthetic))
-    if source.kind == "bing":
-        from pipeline.dataset.sources.bing import scrape_bing
 
-        return scrape_bing(job.category, root, source.per_category, source.bing, stop)
-    if source.kind == "cifar10":
-        from pipeline.dataset.sources.cifar10 import save_images
-
-        assert source.cifar10.root is not None
-        return Scraped(save_images(job.category, source.cifar10.root, source.cifar10.download, list(job.indexes), root))
-    from pipeline.dataset.sources.folder import copy_files
-
-    return copy_files(job.category, list(job.files), root)
+def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = serial_units) -> ScrapeResult:
+    """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
+    with manifest.csv and attempts.csv; a Ctrl-C stops a network source's transfers at once."""
+    source, categories = define_source(params), params.source.categories
+    total = params.source.per_category * len(categories)
+    stop = threading.Event()
+    with staged_output(raw_root, resume_key=resume_key(params)) as staging:
+        work = partial(source.fetch, root=staging, stop=stop if source.network_threads else None)  # an Event stays in this process
+        units = plan_units(source, categories, batch_size_for(total, params.workers))
+        try:
+            results = list(track_batches(map_units(work, units), total, "scrape", unit="file"))
+        except KeyboardInterrupt:
+            stop.set()  # transfers in flight are abandoned at once; local batches are short anyway
+            raise
+        result = ScrapeResult(source.describe(), write_raw_manifest(staging, results))
+    for category in categories:
+        if (saved := result.saved(category)) < params.source.per_category:
+            log.warning("%s: %d of %d images obtained", category, saved, params.source.per_category)
+    return result
 
 
 def write_raw_manifest(root: Path, results: list[Scraped]) -> dict[str, dict[str, int]]:

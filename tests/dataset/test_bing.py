@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 from bing_image_downloader import downloader
 
-from pipeline.config import BingSource
 from pipeline.core.errors import Stopped
 from pipeline.dataset.sources import bing
 from pipeline.dataset.sources.base import Journal
-from pipeline.dataset.sources.bing import BingPageError, scrape_bing
+from pipeline.dataset.sources.bing import BingPageError, BingParams, scrape_bing
 from tests.fakebing import FakeBing, redirect_library
 
 QUERY = "red car"
@@ -49,8 +48,8 @@ def fake() -> Iterator[FakeBing]:
         yield server
 
 
-def config(fake: FakeBing, **overrides: object) -> BingSource:
-    return BingSource(**{"endpoint": fake.endpoint, "timeout": 2, "downloads_per_category": 4, **overrides})
+def config(fake: FakeBing, **overrides: object) -> BingParams:
+    return BingParams(**{"endpoint": fake.endpoint, "timeout": 2, "downloads_per_category": 4, **overrides})
 
 
 def image_path(fake: FakeBing, index: int) -> str:
@@ -151,7 +150,7 @@ def test_unreachable_endpoint_raises(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cfg = BingSource(endpoint=f"http://127.0.0.1:{port}/images/async", timeout=2, retries=0)
+    cfg = BingParams(endpoint=f"http://127.0.0.1:{port}/images/async", timeout=2, retries=0)
     with pytest.raises(BingPageError, match=rf"cannot fetch result page http://127.0.0.1:{port}/.*refused"):
         scrape_bing(QUERY, tmp_path, 5, cfg)
 

@@ -15,7 +15,7 @@ from flows.cli import main
 from flows.scrape import run as run_scrape
 from pipeline.config import ParamsError, parse_params
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.scrape import plan_jobs, run_job, write_raw_manifest
+from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.cifar10 import CLASSES, training_set
 from tests.hostile import WritesMarker
 
@@ -46,12 +46,10 @@ def test_images_of_the_chosen_classes_are_saved_as_pngs_with_their_index(tmp_pat
     images = write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     chosen = params(tmp_path / "cifar")
-    results = [run_job(chosen, job, tmp_path / "raw") for job in plan_jobs(chosen)]
-    write_raw_manifest(tmp_path / "raw", results)
-    rows = [row for result in results for row in result.files]
+    scrape_dataset(chosen, tmp_path / "raw")
     manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert manifest.groupby("category").size().to_dict() == {"airplane": 4, "automobile": 4}
-    for row in rows:
+    for row in manifest.itertuples():
         index = int(row.source_url.rsplit("/", 1)[1])
         assert index % PER_BATCH % 3 == CLASSES.index(row.category)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "raw" / row.file)), images[index])
@@ -61,7 +59,7 @@ def test_a_name_that_is_not_a_cifar_class_is_a_clear_error(tmp_path):
     write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     with pytest.raises(PipelineError, match="'cats' is not a CIFAR-10 class"):
-        list(plan_jobs(params(tmp_path / "cifar", categories=["cats"])))
+        scrape_dataset(params(tmp_path / "cifar", categories=["cats"]), tmp_path / "raw")
 
 
 def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path):
@@ -119,5 +117,5 @@ def test_a_file_that_is_not_a_cifar_batch_is_one_line_naming_it(tmp_path, conten
     batch.write_bytes(content)
     training_set.cache_clear()
     with pytest.raises(PipelineError) as info:
-        list(plan_jobs(params(tmp_path / "cifar")))
+        scrape_dataset(params(tmp_path / "cifar"), tmp_path / "raw")
     assert str(info.value).startswith(f"{batch}: ") and reason in str(info.value) and "\n" not in str(info.value)

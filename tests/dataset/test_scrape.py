@@ -9,7 +9,7 @@ from itertools import islice
 import pandas as pd
 
 from pipeline.config import MAX_PER_CATEGORY, parse_params
-from pipeline.dataset.scrape import ATTEMPTS_FILE, MANIFEST_FILE, plan_jobs, write_raw_manifest
+from pipeline.dataset.scrape import ATTEMPTS_FILE, MANIFEST_FILE, define_source, plan_units, write_raw_manifest
 from pipeline.dataset.sources.base import Attempt, RawFile, Scraped
 
 
@@ -18,10 +18,10 @@ def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
     params = parse_params({"workers": 2, "source": {"per_category": MAX_PER_CATEGORY}})
     tracemalloc.start()
     started = time.monotonic()
-    first = list(islice(plan_jobs(params), 3))
+    first = list(islice(plan_units(define_source(params), params.source.categories, 1000), 3))
     elapsed, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert [(job.category, job.part, job.indexes[0], len(job.indexes)) for job in first] == [
+    assert [(job.category, job.part, job.items[0], len(job.items)) for job in first] == [
         ("landscape", 0, 0, 1000), ("landscape", 1, 1000, 1000), ("landscape", 2, 2000, 1000)
     ]
     assert elapsed < 1 and peak < 1024 * 1024
@@ -29,9 +29,9 @@ def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
 
 def test_the_plan_covers_every_index_once_in_category_order():
     params = parse_params({"workers": 1, "source": {"categories": ["sky", "sea"], "per_category": 20}})
-    jobs = list(plan_jobs(params))
+    jobs = list(plan_units(define_source(params), params.source.categories, 7))
     assert [job.name for job in jobs] == ["sky-0", "sky-1", "sky-2", "sea-0", "sea-1", "sea-2"]
-    assert [index for job in jobs if job.category == "sea" for index in job.indexes] == list(range(20))
+    assert [index for job in jobs if job.category == "sea" for index in job.items] == list(range(20))
 
 
 def test_attempts_list_every_url_tried_with_its_outcome_and_the_counts_say_how_many(tmp_path):

@@ -13,14 +13,20 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config import SyntheticSource
 from pipeline.core.images import colorfulness, perceptual_hash
 from pipeline.dataset.sources.base import RawFile
 from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
-from pipeline.dataset.sources.synthetic import DEFECTS, DROPPED_DEFECTS, KEPT_DEFECTS, scrape_synthetic, synthetic_file
+from pipeline.dataset.sources.synthetic import (
+    DEFECTS,
+    DROPPED_DEFECTS,
+    KEPT_DEFECTS,
+    SyntheticParams,
+    scrape_synthetic,
+    synthetic_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = SyntheticSource(defect_rate=0.0, min_side=48, max_side=96)
+SMALL = SyntheticParams(defect_rate=0.0, min_side=48, max_side=96)
 ALL_DEFECTS = SMALL.model_copy(update={"defect_rate": 1.0})
 REQUIRED_SCENES = {
     "sky", "forest", "fruit", "ocean", "sunset", "landscape", "beach", "waterfall",
@@ -34,7 +40,7 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
-def normal_pixels(category: str, index: int, seed: int, cfg: SyntheticSource) -> np.ndarray:
+def normal_pixels(category: str, index: int, seed: int, cfg: SyntheticParams) -> np.ndarray:
     """The defect-free version of an image, decoded to RGB."""
     _, data, _ = synthetic_file(category, index, seed, cfg.model_copy(update={"defect_rate": 0.0}))
     return np.asarray(decode(data).convert("RGB"))
@@ -60,14 +66,14 @@ def test_same_inputs_give_the_same_bytes() -> None:
 @pytest.mark.slow
 def test_bytes_are_the_same_in_another_process() -> None:
     script = (
-        "import hashlib; from pipeline.config import SyntheticSource; "
-        "from pipeline.dataset.sources.synthetic import synthetic_file; "
-        "cfg = SyntheticSource(defect_rate=0.5, min_side=48, max_side=96); "
+        "import hashlib; "
+        "from pipeline.dataset.sources.synthetic import SyntheticParams, synthetic_file; "
+        "cfg = SyntheticParams(defect_rate=0.5, min_side=48, max_side=96); "
         "print(' '.join(hashlib.sha256(synthetic_file(c, i, 3, cfg)[1]).hexdigest() "
         "for c in ('city', 'Hot Air Balloons') for i in range(4)))"
     )
     output = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
-    cfg = SyntheticSource(defect_rate=0.5, min_side=48, max_side=96)
+    cfg = SyntheticParams(defect_rate=0.5, min_side=48, max_side=96)
     here = [hashlib.sha256(synthetic_file(c, i, 3, cfg)[1]).hexdigest()
             for c in ("city", "Hot Air Balloons") for i in range(4)]
     assert output.stdout.split() == here
@@ -121,7 +127,7 @@ def test_unknown_categories_render_and_differ_from_each_other() -> None:
 
 
 def test_normal_files_have_bounded_sizes_and_jpeg_or_png_names() -> None:
-    cfg = SyntheticSource(defect_rate=0.0, min_side=50, max_side=70)
+    cfg = SyntheticParams(defect_rate=0.0, min_side=50, max_side=70)
     formats = []
     for index in range(60):
         name, data, defect = synthetic_file("nature", index, 11, cfg)
@@ -137,7 +143,7 @@ def test_normal_files_have_bounded_sizes_and_jpeg_or_png_names() -> None:
 
 @pytest.mark.slow
 def test_defect_rate_sets_the_share_of_defective_files() -> None:
-    cfg = SyntheticSource(defect_rate=0.1, min_side=24, max_side=32)
+    cfg = SyntheticParams(defect_rate=0.1, min_side=24, max_side=32)
     share = np.mean([synthetic_file("city", i, 0, cfg)[2] != "" for i in range(400)])
     assert 0.05 < share < 0.15
 
@@ -221,7 +227,7 @@ def test_exif_rotation_uses_both_orientations() -> None:
 
 @pytest.mark.slow
 def test_duplicates_copy_the_nearest_earlier_defect_free_file() -> None:
-    cfg = SyntheticSource(defect_rate=0.5, min_side=48, max_side=80)
+    cfg = SyntheticParams(defect_rate=0.5, min_side=48, max_side=80)
     files = [synthetic_file("fruit", index, 4, cfg) for index in range(330)]
     normals = [(index, data) for index, (_, data, defect) in enumerate(files) if not defect]
     duplicates = [(index, data, defect) for index, (_, data, defect) in enumerate(files[:300])
@@ -244,7 +250,7 @@ def test_duplicates_copy_the_nearest_earlier_defect_free_file() -> None:
 @pytest.fixture(scope="module")
 def scene_samples() -> dict[str, list[np.ndarray]]:
     """100 defect-free images per known category, as decoded from their files (at reduced sizes, for speed)."""
-    cfg = SyntheticSource(defect_rate=0.0, min_side=120, max_side=240)
+    cfg = SyntheticParams(defect_rate=0.0, min_side=120, max_side=240)
     return {category: [np.asarray(decode(synthetic_file(category, i, 42, cfg)[1])) for i in range(100)]
             for category in sorted(KNOWN_SCENES)}
 
@@ -270,7 +276,7 @@ def test_normal_images_are_colourful(scene_samples: dict[str, list[np.ndarray]])
 
 
 def test_scrape_writes_files_and_rows(tmp_path: Path) -> None:
-    cfg = SyntheticSource(defect_rate=0.3, min_side=48, max_side=64)
+    cfg = SyntheticParams(defect_rate=0.3, min_side=48, max_side=64)
     rows = scrape_synthetic("Street Art", tmp_path, range(6), 8, cfg)
     assert [row.source_url for row in rows] == [f"synthetic://street_art/{i}?seed=8" for i in range(6)]
     for index, row in enumerate(rows):
@@ -282,7 +288,7 @@ def test_scrape_writes_files_and_rows(tmp_path: Path) -> None:
 
 
 def test_scrape_resumes_without_rewriting_existing_files(tmp_path: Path) -> None:
-    cfg = SyntheticSource(defect_rate=0.3, min_side=48, max_side=64)
+    cfg = SyntheticParams(defect_rate=0.3, min_side=48, max_side=64)
     first = scrape_synthetic("beach", tmp_path, range(4), 8, cfg)
 
     def stamp(row: RawFile) -> tuple[int, int]:
@@ -298,7 +304,7 @@ def test_scrape_resumes_without_rewriting_existing_files(tmp_path: Path) -> None
 
 
 def test_scrape_regenerates_a_file_that_went_missing(tmp_path: Path) -> None:
-    cfg = SyntheticSource(defect_rate=0.0, min_side=48, max_side=64)
+    cfg = SyntheticParams(defect_rate=0.0, min_side=48, max_side=64)
     rows = scrape_synthetic("city", tmp_path, range(3), 8, cfg)
     (tmp_path / rows[1].file).unlink()
     assert scrape_synthetic("city", tmp_path, range(3), 8, cfg) == rows

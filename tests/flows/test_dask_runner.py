@@ -71,7 +71,7 @@ def test_bing_scrapes_on_local_threads_even_with_a_dask_runner(tmp_path, monkeyp
             "runner": {"kind": "dask", "address": cluster.scheduler_address},
             "source": {"kind": "bing", "categories": ["red car"], "per_category": 3, "bing": {"endpoint": bing.endpoint, "timeout": 5}},
         })
-        assert scrape.run(params) == {"red car": {"saved": 3}}
+        assert scrape.run(params).counts == {"red car": {"saved": 3}}
     assert batches_run_on(cluster) == before
 
 

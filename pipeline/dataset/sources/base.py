@@ -1,16 +1,35 @@
-"""What every source shares: the provenance and outcome rows, saving a file atomically, and a resumable journal."""
+"""What every source is and shares: the `Source` interface, the provenance and outcome rows, saving a file atomically,
+and a resumable journal."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
-from pipeline.config import category_slug
-from pipeline.core.fsutil import atomic_copy, atomic_write_bytes
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
+from pipeline.core.schema import StrictModel
+
+P = TypeVar("P", bound=StrictModel)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a category's scrape work: a batch of items (indexes, files, URLs: the source's choice), or none."""
+
+    category: str
+    part: int
+    items: tuple[Any, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}-{self.part}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,45 @@ class Scraped:
 
     def attempts(self) -> list[Attempt]:
         return [Attempt(row.category, row.source_url, SAVED, file=row.file) for row in self.files] + self.skipped
+
+
+class Source(ABC, Generic[P]):
+    """A kind of image source: it cuts each category's work into units and does one unit into the raw folder.
+
+    A subclass is found by its `name` (the `source.kind` that selects it); its own params, the `Params` model, are
+    `source.<name>` in params.yaml. Instances travel (pickled) to the processes or Dask workers that run the units.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrictModel]]
+
+    def __init__(self, params: P, per_category: int, seed: int) -> None:
+        self.params = params
+        self.per_category = per_category
+        self.seed = seed
+
+    @classmethod
+    def check(cls, params: P) -> None:
+        """Raise ValueError("<key under source.<name>>: <why>") when this source, selected, cannot work with `params`."""
+
+    @property
+    def network_threads(self) -> int | None:
+        """For a source whose units wait on the network: how many run at once, on threads of the flow's process (where
+        a Ctrl-C reaches them through the `stop` event). None: units are CPU work for params.runner's processes."""
+        return None
+
+    @abstractmethod
+    def plan(self, category: str, batch_size: int) -> Iterable[Sequence[Any]]:
+        """The category's work as the items of its units, in order, batches of about `batch_size` (local sources)."""
+
+    @abstractmethod
+    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
+        """Do one unit into root/<category slug>/, resuming from its journal; a network source stops (raises
+        `Stopped`) soon after `stop` is set."""
+
+    def describe(self) -> str:
+        """Where the images come from, in a line (shown with the scrape's counts)."""
+        return f"the {self.name} source"
 
 
 def save_raw(root: Path, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:

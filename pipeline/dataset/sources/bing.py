@@ -31,18 +31,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from bing_image_downloader.bing import Bing, _is_valid_image
+from pydantic import Field, field_validator
 
-from pipeline.config import BingSource, category_slug
 from pipeline.core.errors import PipelineError, Stopped
-from pipeline.dataset.sources.base import Attempt, Journal, RawFile, Scraped, save_raw
+from pipeline.core.fsutil import category_slug
+from pipeline.core.schema import StrictModel
+from pipeline.dataset.sources.base import Attempt, Journal, RawFile, Scraped, Source, Unit, save_raw
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,46 @@ _MAGIC_EXTENSIONS = (
 )
 
 
+class BingParams(StrictModel):
+    """source.bing"""
+
+    endpoint: str = "https://www.bing.com/images/async"
+    timeout: Annotated[int, Field(ge=1)] = 15  # seconds for the whole transfer of one URL (redirects included)
+    max_bytes: Annotated[int, Field(ge=1024)] = 20_000_000  # a larger image is refused (at the header when it says so)
+    retries: Annotated[int, Field(ge=0)] = 2  # per result page, on timeouts, network errors, 429 and 5xx
+    concurrent_categories: Annotated[int, Field(ge=1)] = 4
+    downloads_per_category: Annotated[int, Field(ge=1)] = 8
+    adult_filter: bool = True
+    filter: Literal["", "photo", "line", "clipart", "gif", "animatedgif", "transparent"] = "photo"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class BingSource(Source[BingParams]):
+    """per_category images per category from Bing's results for the category's name: one unit per category."""
+
+    name = SOURCE
+    Params = BingParams
+
+    @property
+    def network_threads(self) -> int:
+        return self.params.concurrent_categories
+
+    def plan(self, category: str, batch_size: int) -> Iterator[Sequence[str]]:
+        yield ()
+
+    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
+        return scrape_bing(unit.category, root, self.per_category, self.params, stop)
+
+    def describe(self) -> str:
+        return f"Bing Images at {self.params.endpoint}"
+
+
 class BingPageError(PipelineError):
     """A result page could not be fetched, even after retries (the category resumes from its journal next run)."""
 
@@ -91,7 +133,7 @@ class FetchError(Exception):
         return self.reason in ("timeout", "network") or self.retry_after is not None or self.status in _RETRYABLE_STATUS
 
 
-def scrape_bing(category: str, root: Path, count: int, cfg: BingSource, stop: threading.Event | None = None) -> Scraped:
+def scrape_bing(category: str, root: Path, count: int, cfg: BingParams, stop: threading.Event | None = None) -> Scraped:
     """Make sure root/<category>/ holds `count` Bing images for the query `category`; return their rows, in order of
     discovery, and the links that could not be saved, with why.
 
@@ -295,7 +337,7 @@ class _Client:
     Used as a context manager: a watchdog thread abandons the transfers that pass their deadline, and all of them
     once `stop` is set."""
 
-    def __init__(self, category: str, cfg: BingSource, stop: threading.Event) -> None:
+    def __init__(self, category: str, cfg: BingParams, stop: threading.Event) -> None:
         adult = "on" if cfg.adult_filter else "off"
         library = Bing(category, PAGE_SIZE, None, adult, cfg.timeout, cfg.filter, verbose=False)
         self.category = category

@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import threading
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,17 @@ import numpy as np
 from PIL import Image
 
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.sources.base import RawFile, save_raw
+from pipeline.core.parallel import batched
+from pipeline.core.schema import LocalPath, StrictModel
+from pipeline.dataset.sources.base import RawFile, Scraped, Source, Unit, save_raw
+
+
+class Cifar10Params(StrictModel):
+    """source.cifar10"""
+
+    root: LocalPath | None = None  # the folder that holds cifar-10-batches-py
+    download: bool = False  # fetch it into root when missing (needs internet)
+
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FOLDER = "cifar-10-batches-py"
@@ -136,3 +148,31 @@ def save_images(category: str, root: Path, download: bool, indexes: list[int], r
         Image.fromarray(images[index]).save(encoded, "PNG")
         rows.append(save_raw(raw_root, category, f"cifar10_{index:05d}.png", encoded.getvalue(), "cifar10", f"cifar10://train/{index}"))
     return rows
+
+
+class Cifar10Source(Source[Cifar10Params]):
+    """The first per_category training images of each class, in batches of indexes."""
+
+    name = "cifar10"
+    Params = Cifar10Params
+
+    @classmethod
+    def check(cls, params: Cifar10Params) -> None:
+        if params.root is None:
+            raise ValueError("root: required when kind is 'cifar10'")
+        if not params.download and not (params.root / FOLDER).is_dir():
+            raise ValueError(f"root: {str(params.root)!r} has no {FOLDER} (set cifar10.download: true to fetch it)")
+
+    @property
+    def root(self) -> Path:
+        assert self.params.root is not None  # guaranteed by `check`
+        return self.params.root
+
+    def plan(self, category: str, batch_size: int) -> Iterator[Sequence[int]]:
+        yield from batched(class_indexes(self.root, self.params.download, category, self.per_category), batch_size)
+
+    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
+        return Scraped(save_images(unit.category, self.root, self.params.download, list(unit.items), root))
+
+    def describe(self) -> str:
+        return f"CIFAR-10 training images from {self.root / FOLDER}"

@@ -5,13 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.config import category_slug
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.sources.base import Attempt, Scraped, copy_raw
+from pipeline.core.fsutil import category_slug
+from pipeline.core.parallel import batched
+from pipeline.core.schema import LocalPath, StrictModel
+from pipeline.dataset.sources.base import Attempt, Scraped, Source, Unit, copy_raw
 
 log = logging.getLogger(__name__)
+
+
+class FolderParams(StrictModel):
+    """source.folder"""
+
+    path: LocalPath | None = None  # a folder with one sub-folder of images per category
 
 
 def _category_folder(root: Path, category: str) -> Path:
@@ -65,3 +75,31 @@ def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> Scra
         with reader:
             copied.append(copy_raw(root, category, target, reader, "folder", url))
     return Scraped(copied, skipped)
+
+
+class FolderSource(Source[FolderParams]):
+    """The first per_category files (by name) of each category's sub-folder, in batches of files."""
+
+    name = "folder"
+    Params = FolderParams
+
+    @classmethod
+    def check(cls, params: FolderParams) -> None:
+        if params.path is None:
+            raise ValueError("path: required when kind is 'folder'")
+        if not params.path.is_dir():
+            raise ValueError(f"path: {str(params.path)!r} is not a directory")
+
+    @property
+    def path(self) -> Path:
+        assert self.params.path is not None  # guaranteed by `check`
+        return self.params.path
+
+    def plan(self, category: str, batch_size: int) -> Iterator[Sequence[tuple[Path, str]]]:
+        yield from batched(list_folder(category, self.path, self.per_category), batch_size)
+
+    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
+        return copy_files(unit.category, list(unit.items), root)
+
+    def describe(self) -> str:
+        return f"the files under {self.path}"

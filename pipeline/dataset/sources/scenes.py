@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from pipeline.config import category_slug
+from pipeline.core.fsutil import category_slug
 
 Renderer = Callable[[np.random.Generator, int, int], np.ndarray]
 

@@ -1,4 +1,4 @@
-"""Offline image source: deterministic, colourful scenes per category, plus the defects real scrapes have.
+"""The `synthetic` source, offline: deterministic, colourful scenes per category, plus the defects real scrapes have.
 
 Scenes come from `scenes.render_scene`. A share `defect_rate` of the files carry one of DEFECTS, so
 that an offline run exercises every rule of the clean stage.
@@ -9,17 +9,36 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from PIL import Image, ImageChops
+from pydantic import Field, model_validator
 
-from pipeline.config import SyntheticSource, category_slug
-from pipeline.dataset.sources.base import Journal, RawFile, save_raw
+from pipeline.core.fsutil import category_slug
+from pipeline.core.schema import StrictModel
+from pipeline.dataset.sources.base import Journal, RawFile, Scraped, Source, Unit, save_raw
 from pipeline.dataset.sources.scenes import render_scene
+
+
+class SyntheticParams(StrictModel):
+    """source.synthetic"""
+
+    defect_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    min_side: Annotated[int, Field(ge=16)] = 240
+    max_side: Annotated[int, Field(ge=16)] = 480
+
+    @model_validator(mode="after")
+    def _sides_ordered(self) -> SyntheticParams:
+        if self.max_side < self.min_side:
+            raise ValueError("max_side must be >= min_side")
+        return self
+
 
 KEPT_DEFECTS = (
     "wrong_extension", "missing_extension", "exif_rotated",
@@ -215,7 +234,7 @@ def _draw_defect(rng: np.random.Generator, rate: float) -> str:
     return DEFECTS[kind] if roll < rate else ""
 
 
-def _draw_normal(rng: np.random.Generator, category: str, stem: str, cfg: SyntheticSource) -> _Normal:
+def _draw_normal(rng: np.random.Generator, category: str, stem: str, cfg: SyntheticParams) -> _Normal:
     """Draw the image's size and encoding, then render its scene."""
     width, height = (int(side) for side in rng.integers(cfg.min_side, cfg.max_side + 1, size=2))
     extension = "png" if rng.random() < _PNG_SHARE else "jpg"
@@ -227,7 +246,7 @@ def _stem(slug: str, index: int) -> str:
     return f"{slug}_{index:04d}"
 
 
-def _normal_image(category: str, index: int, seed: int, cfg: SyntheticSource) -> _Normal:
+def _normal_image(category: str, index: int, seed: int, cfg: SyntheticParams) -> _Normal:
     """The image at `index` as it is when it carries no defect."""
     slug = category_slug(category)
     rng = _image_rng(seed, slug, index)
@@ -245,7 +264,7 @@ def _reference_index(slug: str, index: int, seed: int, rate: float) -> int:
     return index - 1 if index > 0 else index + 1
 
 
-def synthetic_file(category: str, index: int, seed: int, cfg: SyntheticSource) -> tuple[str, bytes, str]:
+def synthetic_file(category: str, index: int, seed: int, cfg: SyntheticParams) -> tuple[str, bytes, str]:
     """(file name, file bytes, defect name or "") — deterministic for (category, index, seed, cfg)."""
     slug = category_slug(category)
     rng = _image_rng(seed, slug, index)
@@ -259,7 +278,7 @@ def synthetic_file(category: str, index: int, seed: int, cfg: SyntheticSource) -
     return *_DEFECT_WRITERS[defect](image, rng), defect
 
 
-def scrape_synthetic(category: str, root: Path, indexes: Sequence[int], seed: int, cfg: SyntheticSource) -> list[RawFile]:
+def scrape_synthetic(category: str, root: Path, indexes: Sequence[int], seed: int, cfg: SyntheticParams) -> list[RawFile]:
     """Write the files of `indexes` under root/<slug>/, skipping those this batch's journal already holds."""
     slug = category_slug(category)
     journal = Journal(root, f"{slug}-{indexes[0]}")
@@ -273,3 +292,20 @@ def scrape_synthetic(category: str, root: Path, indexes: Sequence[int], seed: in
             journal.add(done[url])
         rows.append(done[url])
     return rows
+
+
+class SyntheticSource(Source[SyntheticParams]):
+    """per_category generated files per category, in batches of indexes."""
+
+    name = "synthetic"
+    Params = SyntheticParams
+
+    def plan(self, category: str, batch_size: int) -> Iterator[Sequence[int]]:
+        for start in range(0, self.per_category, batch_size):
+            yield tuple(range(start, min(start + batch_size, self.per_category)))
+
+    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
+        return Scraped(scrape_synthetic(unit.category, root, unit.items, self.seed, self.params))
+
+    def describe(self) -> str:
+        return f"the embedded synthetic source (seed {self.seed}, defect rate {self.params.defect_rate})"
