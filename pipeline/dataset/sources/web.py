@@ -1,0 +1,322 @@
+"""Downloads from untrusted web servers, for the sources that fetch URLs (`bing`, `urls`).
+
+Every server is untrusted: `timeout` bounds the whole transfer of one URL (connection, headers, redirects and
+body: a watchdog shuts the sockets of a transfer that overruns, however slowly the server drips), `max_bytes`
+bounds its size, a body cut short is a failure, redirects go to http(s) URLs only, a body is kept only when
+bing-image-downloader's image check accepts it, and a stop request (Ctrl-C) abandons the transfers in flight
+at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.client
+import posixpath
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from bing_image_downloader.bing import _is_valid_image
+
+from pipeline.core.errors import Stopped
+
+MAX_REDIRECTS = 5
+WATCH_INTERVAL = 0.1  # seconds between the watchdog's checks of deadlines and of the stop request
+_CHUNK = 1 << 16
+_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+URL_EXTENSIONS = frozenset({"jpe", "jpeg", "jfif", "exif", "tiff", "gif", "bmp", "png", "webp", "jpg"})
+
+# File extension for each magic-byte prefix that `_is_valid_image` accepts.
+_MAGIC_EXTENSIONS = (
+    (b"\xff\xd8\xff", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF8", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"RIFF", "webp"),
+)
+
+
+class FetchError(Exception):
+    """One URL was not fetched: `reason` is the outcome recorded in attempts.csv, the message its detail."""
+
+    def __init__(self, reason: str, detail: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.status = status  # the HTTP status, for reason "http_status"
+        self.retry_after = retry_after  # seconds the server asked us to wait (HTTP Retry-After)
+
+    @property
+    def transient(self) -> bool:
+        """Worth asking again later: a timeout, a network error, or a status that says "not now"."""
+        return self.reason in ("timeout", "network") or self.retry_after is not None or self.status in _RETRYABLE_STATUS
+
+
+def file_name(url: str, data: bytes | bytearray) -> str:
+    """`<first 16 hex of sha1(url)>.<ext>`: ext from the URL when it names an image type, else from the bytes."""
+    stem = hashlib.sha1(url.encode()).hexdigest()[:16]
+    ext = posixpath.splitext(urllib.parse.urlsplit(url).path)[1].lstrip(".").lower()
+    return f"{stem}.{ext if ext in URL_EXTENSIONS else _magic_extension(data)}"
+
+
+def is_http(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def _magic_extension(data: bytes | bytearray) -> str:
+    return next(ext for magic, ext in _MAGIC_EXTENSIONS if data.startswith(magic))
+
+
+class _Transfer:
+    """The fetch of one URL, redirects included: its deadline, and the sockets it opened, which `abandon` shuts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.abandoned: str | None = None  # "timeout" or "stopped", once abandoned
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return max(0.01, self.deadline - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            abandoned = self.abandoned
+        if abandoned:
+            _shut(sock)
+
+    def abandon(self, why: str) -> None:
+        """Shut every socket of the transfer: a read blocked on one returns at once."""
+        with self._lock:
+            if self.abandoned:
+                return
+            self.abandoned = why
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def create_connection(self, address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
+        """socket.create_connection within the time left, the socket watched (http.client's _create_connection)."""
+        sock = socket.create_connection(address, self.remaining(), source_address)
+        self.watch(sock)
+        return sock
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, transfer: _Transfer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = transfer.create_connection
+
+
+class _WatchedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, transfer: _Transfer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._transfer = transfer
+        self._create_connection = transfer.create_connection
+
+    def connect(self) -> None:
+        """As HTTPSConnection.connect, with the TLS socket watched before its handshake (a slow handshake is cut too)."""
+        http.client.HTTPConnection.connect(self)
+        host = self._tunnel_host or self.host
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=host, do_handshake_on_connect=False)
+        self._transfer.watch(self.sock)
+        self.sock.do_handshake()
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, transfer: _Transfer) -> None:
+        super().__init__()
+        self.transfer = transfer
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(partial(_WatchedHTTPConnection, transfer=self.transfer), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, transfer: _Transfer, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self.transfer = transfer
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(partial(_WatchedHTTPSConnection, transfer=self.transfer), req, context=self._context)
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most MAX_REDIRECTS redirects, to http(s) URLs only (urllib would also follow them to ftp://)."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not is_http(newurl):
+            raise FetchError("redirect_refused", f"HTTP {code} redirect to non-http URL {newurl!r} refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class Downloader:
+    """Watched transfers of untrusted URLs for one piece of work (a category, a batch of URLs): each bounded by
+    `timeout` seconds for the whole transfer and `max_bytes` bytes, complete, redirected to http(s) only.
+
+    Used as a context manager: a watchdog thread abandons the transfers that pass their deadline, and all of them
+    once `stop` is set. `name` prefixes Stopped messages ("bing 'beach'"); `key` names the params in messages
+    ("source.bing").
+    """
+
+    def __init__(self, name: str, key: str, timeout: int, max_bytes: int, stop: threading.Event, headers: dict[str, str]) -> None:
+        self.name = name
+        self.key = key
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.stop = stop
+        self.headers = headers
+        self._transfers: set[_Transfer] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name=f"watchdog-{name}", daemon=True)
+        self._tls = ssl.create_default_context()  # once: loading the CA certificates costs more than a download
+
+    def __enter__(self) -> Downloader:
+        self._watchdog.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._watchdog.join()
+
+    def image(self, url: str) -> bytearray:
+        """The image at `url`; FetchError says why not."""
+        data = self.fetch(url)
+        if not _is_valid_image(data):
+            raise FetchError("not_an_image", f"not an image (starts with {bytes(data[:16])!r})")
+        return data
+
+    def fetch(self, url: str) -> bytearray:
+        """The body at `url`: within `timeout` seconds for the whole transfer and `max_bytes` bytes, complete, else
+        FetchError; Stopped when the stop request came first."""
+        if not is_http(url):
+            raise FetchError("not_http", "not an http(s) URL")
+        if self.stop.is_set():
+            raise Stopped(f"{self.name}: stopped")
+        transfer = _Transfer(self.timeout)
+        with self._lock:
+            self._transfers.add(transfer)
+        try:
+            return self._read(url, transfer)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if transfer.abandoned:  # whatever the shut socket made the read raise
+                raise self._abandoned(transfer) from None
+            raise _fetch_error(exc) from None
+        finally:
+            with self._lock:
+                self._transfers.discard(transfer)
+
+    def _read(self, url: str, transfer: _Transfer) -> bytearray:
+        opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler(transfer), _WatchedHTTPSHandler(transfer, self._tls))
+        request = urllib.request.Request(url, headers=self.headers)
+        try:
+            response = opener.open(request, timeout=transfer.remaining())
+        except urllib.error.HTTPError as exc:
+            exc.close()  # the status is all we need: release the connection now
+            raise
+        with response:
+            length = _content_length(response)
+            if length is not None and length > self.max_bytes:
+                raise FetchError("too_large", f"Content-Length {length} > {self.key}.max_bytes={self.max_bytes}")
+            body = bytearray()
+            while chunk := response.read(_CHUNK):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise FetchError("too_large", f"more than {self.key}.max_bytes={self.max_bytes} bytes")
+        if transfer.abandoned:  # a shut socket can look like the end of the body
+            raise self._abandoned(transfer)
+        if length is not None and len(body) < length:
+            raise FetchError("short_body", f"body cut short: {len(body)} of {length} bytes")
+        return body
+
+    def _abandoned(self, transfer: _Transfer) -> Exception:
+        if transfer.abandoned == "stopped":
+            return Stopped(f"{self.name}: stopped")
+        return FetchError("timeout", f"transfer took longer than {self.key}.timeout={self.timeout} s")
+
+    def abandon(self) -> None:
+        """Abandon every transfer in flight now (the stop request)."""
+        with self._lock:
+            transfers = list(self._transfers)
+        for transfer in transfers:
+            transfer.abandon("stopped")
+
+    def _watch(self) -> None:
+        while not self._closed.wait(WATCH_INTERVAL):
+            if self.stop.is_set():
+                self.abandon()
+                continue
+            now = time.monotonic()
+            with self._lock:
+                late = [transfer for transfer in self._transfers if now > transfer.deadline]
+            for transfer in late:
+                transfer.abandon("timeout")
+
+
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from an HTTP Retry-After header (a number of seconds, or a date), or None."""
+    value = (headers.get("Retry-After") or "").strip() if headers is not None else ""
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) if when.tzinfo else None
+
+
+def _fetch_error(exc: BaseException) -> FetchError:
+    """The outcome of a failed request: the HTTP status, a timeout, a body cut short, or the network error."""
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, urllib.error.HTTPError):
+        return FetchError("http_status", f"HTTP {exc.code} {exc.reason}", exc.code, _retry_after(exc.headers))
+    if isinstance(exc, http.client.IncompleteRead):
+        return FetchError("short_body", f"body cut short: {len(exc.partial)} bytes, then the connection closed")
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return FetchError("timeout", f"no answer within the time left ({reason or 'timed out'})")
+    return FetchError("network", str(reason) or type(reason).__name__)
+
+
+def request_url(link: str) -> str:
+    """`link` with spaces and non-ASCII characters percent-encoded (existing escapes kept).
+
+    A link too malformed to parse is returned as it is: fetching it fails, and it is skipped then.
+    """
+    try:
+        parts = urllib.parse.urlsplit(link)
+    except ValueError:
+        return link
+    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=~")
+    query = urllib.parse.quote(parts.query, safe="/%:@!$&'()*+,;=~?")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
