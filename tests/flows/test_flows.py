@@ -64,6 +64,17 @@ def test_bing_scrape_runs_one_task_per_category_and_records_provenance(workspace
     assert set(manifest["file"].str.split("/").str[0]) == {"red_car", "blue_sea"}
 
 
+def test_urls_scrape_runs_its_units_as_tasks_and_counts_every_outcome(workspace):
+    with FakeBing(special={1: "404"}) as host:
+        pd.DataFrame({"url": [host.image_url("sky", index) for index in range(40)], "category": "sky"}).to_csv("urls.csv", index=False)
+        params = parse_params({"source": {"kind": "urls", "categories": ["sky"], "per_category": 40, "urls": {"file": "urls.csv"}}})
+        state = scrape(params, return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    assert sorted(task_run_names(flow_run_id)) == ["scrape-sky-0", "scrape-sky-1"]
+    assert json.loads(artifacts(flow_run_id)["scrape-counts"]) == [{"category": "sky", "saved": 39, "http_status": 1}]
+    assert len(pd.read_csv(workspace / "data/raw/manifest.csv")) == 39
+
+
 def test_clean_flow_publishes_a_summary_artifact_and_runs_batches_as_tasks(workspace):
     params = parse_params({"source": {"categories": ["sky"], "per_category": 30}})
     scrape(params)
