@@ -83,9 +83,12 @@ class Clean(StrictModel):
     near_duplicate_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
 
 
+ResizeMode = Literal["center_crop", "pad", "squash"]
+
+
 class Resize(StrictModel):
     size: Annotated[int, Field(ge=8, le=4096)] = 200
-    mode: Literal["center_crop", "pad", "squash"] = "center_crop"
+    mode: ResizeMode = "center_crop"
 
 
 class Split(StrictModel):
@@ -203,6 +206,11 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message}"
 
 
+def describe_problems(exc: ValidationError) -> str:
+    """Every problem a params model found, as `key: message`, on one line."""
+    return "; ".join(_describe(error) for error in exc.errors())
+
+
 def parse_params(raw: Any, origin: str = str(PARAMS_FILE)) -> Params:
     """Validate a parsed params mapping; raise ParamsError naming every bad key."""
     if raw is None:
@@ -212,8 +220,7 @@ def parse_params(raw: Any, origin: str = str(PARAMS_FILE)) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise ParamsError(f"{origin}: {problems}") from None
+        raise ParamsError(f"{origin}: {describe_problems(exc)}") from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

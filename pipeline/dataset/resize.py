@@ -6,18 +6,16 @@ import io
 import math
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 from PIL import Image
 
-from pipeline.config import Resize
+from pipeline.config import Resize, ResizeMode
 from pipeline.core.fsutil import atomic_write_bytes, read_manifest, staged_output
 from pipeline.core.images import PNG_LEVEL
 from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.core.progress import track_batches
 
-ResizeMode = Literal["center_crop", "pad", "squash"]
 MANIFEST_COLUMNS = ["file", "category", "clean_file"]
 _QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
 

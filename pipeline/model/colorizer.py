@@ -11,28 +11,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from pydantic import ValidationError
 from torch import nn
 
+from pipeline.config import GeneratorParams, describe_problems
 from pipeline.core.errors import PipelineError, one_line
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.images import to_rgb
 from pipeline.model.devices import resolve_device
 from pipeline.model.lab import LabNormalization
-from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.networks import AB_CHANNELS, L_CHANNELS, define_generator
 from pipeline.model.weights import load_weights
 
-MODEL_FORMAT = "colorize-pipeline/generator/1"
+MODEL_FORMAT = "colorize-pipeline/generator/2"  # "generator" holds train.generator's params
+_FORMAT_1 = "colorize-pipeline/generator/1"  # read too: its "generator" also names the channels, always L in, ab out
 STRIP_PIXELS = 1 << 18  # output pixels (all images of a batch together) converted from Lab at a time: ~100 MB of work
 _MODEL_INPUT_FILTER = Image.Resampling.LANCZOS  # as the resize stage makes the training images
 
 
 def save_generator(
-    path: Path, net: nn.Module, config: GeneratorConfig, normalization: LabNormalization, image_size: int, info: dict[str, Any]
+    path: Path, net: nn.Module, config: GeneratorParams, normalization: LabNormalization, image_size: int, info: dict[str, Any]
 ) -> None:
     """Weights plus everything needed to rebuild and use them (no params.yaml needed), written atomically."""
     payload = {
         "format": MODEL_FORMAT,
-        "generator": asdict(config),
+        "generator": config.model_dump(),
         "normalization": asdict(normalization),
         "image_size": image_size,
         "info": info,
@@ -61,15 +64,15 @@ class Colorizer:
             payload = load_weights(path)
         except ValueError as exc:
             raise ValueError(f"{path} is not a generator saved by this pipeline ({exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, _FORMAT_1):
             raise ValueError(f"{path} is not a generator saved by this pipeline (expected format {MODEL_FORMAT})")
         try:
-            net = define_generator(GeneratorConfig(**payload["generator"]))
+            net = define_generator(_generator_params(payload))
             net.load_state_dict(payload["state_dict"])
             normalization = LabNormalization(**payload["normalization"])
             image_size, info = int(payload["image_size"]), dict(payload["info"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = one_line(str(exc))  # load_state_dict lists every missing and unexpected key over many lines
+            reason = f"generator.{describe_problems(exc)}" if isinstance(exc, ValidationError) else one_line(str(exc))  # load_state_dict lists every missing and unexpected key over many lines
             raise ValueError(f"{path}: the weights do not fit the architecture the file describes ({reason})") from None
         target = device if isinstance(device, torch.device) else resolve_device(device, "device")
         return cls(net.to(target).eval(), normalization, image_size, target, info)
@@ -109,6 +112,16 @@ class Colorizer:
         """(width, height) the network sees an image of this size at: the shorter side `image_size`, the aspect kept."""
         scale = self.image_size / min(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _generator_params(payload: dict[str, Any]) -> GeneratorParams:
+    """The generator's params a model file holds (format 1 also named its channels: L in, ab out)."""
+    spec = dict(payload["generator"])
+    if payload["format"] == _FORMAT_1:
+        channels = (spec.pop("in_channels", L_CHANNELS), spec.pop("out_channels", AB_CHANNELS))
+        if channels != (L_CHANNELS, AB_CHANNELS):
+            raise ValueError(f"a generator of {channels[0]} to {channels[1]} channels, not L to ab")
+    return GeneratorParams.model_validate(spec)
 
 
 def load_colorizer(path: Path, device: str, setting: str) -> Colorizer:

@@ -4,39 +4,18 @@ discriminator on (L, ab) pairs, N(0, 0.02) initialisation and the GAN loss. Both
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.config import DiscriminatorParams, GeneratorParams
+
 _T = TypeVar("_T")
 _MAX_FILTER_MULTIPLE = 8  # channels grow ×2 per level up to 8 × base_filters, as pix2pix
 _MAX_DROPOUT_BLOCKS = 3
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Everything needed to rebuild the generator (saved, as a dict, in the model file)."""
-
-    name: str = "unet"
-    in_channels: int = 1
-    out_channels: int = 2
-    base_filters: int = 64
-    depth: int = 6
-    norm: str = "batch"  # "batch" | "instance"
-    dropout: float = 0.5  # on the decoder blocks just outside the bottleneck, as pix2pix
-    upsample: str = "transpose"  # "transpose" (pix2pix) | "resize": nearest ×2 then a 3×3 conv, free of checkerboards
-
-
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    name: str = "patchgan"
-    in_channels: int = 3
-    base_filters: int = 64
-    n_layers: int = 3
-    norm: str = "batch"  # "batch" | "instance" | "spectral" (spectral normalization of every conv, no norm layer)
+L_CHANNELS, AB_CHANNELS = 1, 2  # the generator maps lightness to the two color channels; the discriminator sees both
 
 
 def _choose(choices: dict[str, _T], name: str, what: str) -> _T:
@@ -76,10 +55,10 @@ def _pad_amounts(size: int, multiple: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _down_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Module:
+def _down_block(cfg: GeneratorParams, channels: list[int], level: int) -> nn.Module:
     """Encoder level `level`: halves H and W. The first has no activation before it, the innermost no norm."""
     if level == 0:
-        return nn.Conv2d(cfg.in_channels, channels[0], 4, 2, 1)
+        return nn.Conv2d(L_CHANNELS, channels[0], 4, 2, 1)
     innermost = level == cfg.depth - 1
     return nn.Sequential(
         nn.LeakyReLU(0.2),
@@ -88,12 +67,12 @@ def _down_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Mod
     )
 
 
-def _up_block(cfg: GeneratorConfig, channels: list[int], level: int) -> nn.Module:
+def _up_block(cfg: GeneratorParams, channels: list[int], level: int) -> nn.Module:
     """Decoder level `level`: doubles H and W; its input is the level below's output and, above the
     bottleneck, the encoder's skip at this level. The outermost ends in Tanh."""
     in_channels = channels[level] if level == cfg.depth - 1 else 2 * channels[level]
     if level == 0:
-        return nn.Sequential(nn.ReLU(), _upsampling_conv(cfg.upsample, in_channels, cfg.out_channels, True), nn.Tanh())
+        return nn.Sequential(nn.ReLU(), _upsampling_conv(cfg.upsample, in_channels, AB_CHANNELS, True), nn.Tanh())
     dropout = cfg.depth - 1 - _MAX_DROPOUT_BLOCKS <= level < cfg.depth - 1
     return nn.Sequential(
         nn.ReLU(),
@@ -111,10 +90,8 @@ class UNetGenerator(nn.Module):
     follows the (up to 3) decoder blocks just outside the bottleneck, as in pix2pix.
     """
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, cfg: GeneratorParams) -> None:
         super().__init__()
-        if cfg.depth < 2:
-            raise ValueError(f"U-Net depth must be >= 2, got {cfg.depth}")
         self.depth = cfg.depth
         channels = [_filters(cfg.base_filters, level) for level in range(cfg.depth)]
         self.down = nn.ModuleList(_down_block(cfg, channels, level) for level in range(cfg.depth))
@@ -144,13 +121,13 @@ class PatchGANDiscriminator(nn.Module):
     "spectral", every conv's weight is spectrally normalized (Miyato et al. 2018) and there are no norm layers.
     """
 
-    def __init__(self, cfg: DiscriminatorConfig) -> None:
+    def __init__(self, cfg: DiscriminatorParams) -> None:
         super().__init__()
         spectral = cfg.norm == "spectral"
         conv = _spectral_conv if spectral else nn.Conv2d
         uses_bias = cfg.norm != "batch"  # batch norm has its own shift
         channels = [_filters(cfg.base_filters, level) for level in range(cfg.n_layers + 1)]
-        layers: list[nn.Module] = [conv(cfg.in_channels, channels[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [conv(L_CHANNELS + AB_CHANNELS, channels[0], 4, 2, 1), nn.LeakyReLU(0.2)]
         for level in range(1, cfg.n_layers + 1):
             stride = 2 if level < cfg.n_layers else 1
             layers += [
@@ -170,8 +147,8 @@ def _spectral_conv(*args: int, **kwargs: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(nn.Conv2d(*args, **kwargs))
 
 
-_GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {"unet": UNetGenerator}
-_DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {"patchgan": PatchGANDiscriminator}
+_GENERATORS: dict[str, Callable[[GeneratorParams], nn.Module]] = {"unet": UNetGenerator}
+_DISCRIMINATORS: dict[str, Callable[[DiscriminatorParams], nn.Module]] = {"patchgan": PatchGANDiscriminator}
 
 
 def init_weights(net: nn.Module, std: float = 0.02) -> None:
@@ -188,14 +165,14 @@ def init_weights(net: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(module.bias)
 
 
-def define_generator(cfg: GeneratorConfig) -> nn.Module:
+def define_generator(cfg: GeneratorParams) -> nn.Module:
     """The generator that `cfg.name` selects, initialised; ValueError names the choices if unknown."""
     net = _choose(_GENERATORS, cfg.name, "generator")(cfg)
     init_weights(net)
     return net
 
 
-def define_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+def define_discriminator(cfg: DiscriminatorParams) -> nn.Module:
     """The discriminator that `cfg.name` selects, initialised; ValueError names the choices if unknown."""
     net = _choose(_DISCRIMINATORS, cfg.name, "discriminator")(cfg)
     init_weights(net)

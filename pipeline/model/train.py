@@ -44,7 +44,6 @@ from pipeline.model.distributed import (
     wrap_for_training,
 )
 from pipeline.model.metrics import capped_psnr, grayscale_baseline
-from pipeline.model.networks import GeneratorConfig
 from pipeline.model.trainer import Trainer
 from pipeline.model.weights import load_weights
 
@@ -231,7 +230,7 @@ def _train(
         "data": trained_on(params, split_root, x_train),
     }
     if world.is_main:
-        save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, GeneratorConfig(**cfg.generator.model_dump()), NORMALIZATION, int(x_train.shape[-1]), info)
+        save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, int(x_train.shape[-1]), info)
     if world.distributed:
         digest = parameters_sha256(trainer.saved_generator)
         log.info("train: rank %d of %d finished; generator parameters sha256 %s", world.rank, world.world_size, digest)

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.config import Train
 from pipeline.model.data import Batch
-from pipeline.model.networks import DiscriminatorConfig, GANLoss, GeneratorConfig, define_discriminator, define_generator
+from pipeline.model.networks import GANLoss, define_discriminator, define_generator
 
 
 @dataclass
@@ -36,11 +36,11 @@ class Trainer:
 
     @classmethod
     def create(cls, cfg: Train, device: torch.device) -> Trainer:
-        generator = define_generator(GeneratorConfig(**cfg.generator.model_dump())).to(device)
+        generator = define_generator(cfg.generator).to(device)
         adam = {"lr": cfg.lr, "betas": (cfg.beta1, 0.999)}
         discriminator, opt_d = None, None
         if cfg.lambda_gan > 0:
-            discriminator = define_discriminator(DiscriminatorConfig(**cfg.discriminator.model_dump())).to(device)
+            discriminator = define_discriminator(cfg.discriminator).to(device)
             opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
         if device.type == "cuda" and cfg.mixed_precision:
             generator = generator.to(memory_format=torch.channels_last)

@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.config import GeneratorParams
 from pipeline.model.colorize_cli import main
 from pipeline.model.colorizer import save_generator
 from pipeline.model.lab import LabNormalization
-from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.networks import define_generator
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
 
@@ -23,7 +24,7 @@ EXIF_ORIENTATION = 0x0112
 
 def save_model(path: Path, info: dict) -> Path:
     """A small untrained generator whose file records `info` (a file of older training code has no "data")."""
-    config = GeneratorConfig(base_filters=8, depth=3)
+    config = GeneratorParams(base_filters=8, depth=3)
     save_generator(path, define_generator(config).eval(), config, LabNormalization(), 32, info)
     return path
 
@@ -240,7 +241,7 @@ def test_an_invalid_model_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
         ("other_architecture", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
         ("missing_key", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
         ("extra_key", "the weights do not fit the architecture the file describes (Error(s) in loading state_dict"),
-        ("unknown_config_key", "the weights do not fit the architecture the file describes (GeneratorConfig.__init__() got an unexpected"),
+        ("unknown_config_key", "the weights do not fit the architecture the file describes (generator.heads: unknown key)"),
         ("runs_code", "is not a generator saved by this pipeline (refused: it holds more than tensors and plain data"),
     ],
 )

@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2lab
 
+from pipeline.config import GeneratorParams
 from pipeline.core.images import to_rgb
 from pipeline.model import colorizer as colorizer_module
 from pipeline.model.colorizer import Colorizer, save_generator
 from pipeline.model.lab import LabNormalization
-from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.networks import define_generator
 from tests.images import colorful
 
-CONFIG = GeneratorConfig(base_filters=8, depth=3)
+CONFIG = GeneratorParams(base_filters=8, depth=3)
 IMAGE_SIZE = 32
 
 
@@ -58,6 +59,19 @@ def test_round_trip_gives_identical_predictions(saved: tuple[torch.nn.Module, Pa
     assert colorizer.info == {"epochs": 1}
     assert colorizer.normalization == LabNormalization()
     assert not colorizer.net.training
+
+
+@pytest.mark.parametrize(("channels", "loads"), [({"in_channels": 1, "out_channels": 2}, True), ({"in_channels": 3, "out_channels": 2}, False)])
+def test_a_model_file_of_format_1_still_loads_when_it_maps_l_to_ab(saved, tmp_path: Path, channels: dict, loads: bool) -> None:
+    """Format 1 saved the generator's settings with its channels (always L in, ab out); models in remotes have it."""
+    payload = torch.load(saved[1], weights_only=True)
+    old = tmp_path / "old.pt"
+    torch.save({**payload, "format": "colorize-pipeline/generator/1", "generator": {**payload["generator"], **channels}}, old)
+    if loads:
+        assert torch.equal(Colorizer.load(old, "cpu").predict_ab(torch.zeros(1, 1, 8, 8)), Colorizer.load(saved[1], "cpu").predict_ab(torch.zeros(1, 1, 8, 8)))
+    else:
+        with pytest.raises(ValueError, match="a generator of 3 to 2 channels, not L to ab"):
+            Colorizer.load(old, "cpu")
 
 
 def _torch_bytes(payload: object) -> bytes:

@@ -15,13 +15,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.evaluate import evaluate
-from pipeline.config import parse_params
+from pipeline.config import GeneratorParams, parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer, save_generator
 from pipeline.model.evaluate import REAL_PHOTOS_CELL, evaluate_model
 from pipeline.model.lab import LabNormalization
 from pipeline.model.metrics import METRICS
-from pipeline.model.networks import GeneratorConfig, define_generator
+from pipeline.model.networks import define_generator
 from pipeline.model.real_photos import PHOTOS
 from tests.images import colorful
 
@@ -51,7 +51,7 @@ def make_split(root: Path) -> Path:
 def make_model(path: Path) -> Path:
     """A small untrained generator, saved as the train stage saves one."""
     torch.manual_seed(0)
-    config = GeneratorConfig(base_filters=8, depth=3)
+    config = GeneratorParams(base_filters=8, depth=3)
     save_generator(path, define_generator(config), config, LabNormalization(), SIDE, {"epochs": 0})
     return path
 
