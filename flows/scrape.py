@@ -11,8 +11,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.cli import DATA, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
+from pipeline.dataset.manifests import SAVED
 from pipeline.dataset.scrape import ScrapeResult, define_source, scrape_dataset
-from pipeline.dataset.sources.base import SAVED
 
 RAW = DATA / "raw"
 

@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pandas as pd
-
 from pipeline.core.errors import PipelineError
 
 MAX_SLUG_LENGTH = 64  # a category's folder name, well under any file system's 255-byte limit on names
@@ -39,14 +37,6 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def read_manifest(folder: Path) -> pd.DataFrame:
-    """A stage's manifest.csv, all columns as text; a missing one is a clear error."""
-    path = folder / "manifest.csv"
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: run the stages before this one first (dvc repro)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def _umask() -> int:

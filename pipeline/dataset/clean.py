@@ -11,11 +11,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean
-from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, category_slug, read_manifest, staged_output
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, category_slug, staged_output
 from pipeline.core.images import (
     DECODE_ERRORS,
     PNG_LEVEL,
@@ -28,6 +27,7 @@ from pipeline.core.images import (
 )
 from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.core.progress import track_batches
+from pipeline.dataset.manifests import MANIFEST, REJECTED, CleanFile, RawFile, Rejection, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,6 @@ class Inspection:
     phash: str = ""
     luma: bytes = b""  # 16×16 lightness thumbnail that confirms a pHash match (not in the manifest)
 
-
-MANIFEST_COLUMNS = ["file", "category", "raw_file", "sha256", "width", "height", "chroma", "phash"]
-REJECTED_COLUMNS = ["file", "category", "reason", "detail"]
 
 
 def _describe_non_image(path: Path) -> str:
@@ -219,7 +216,7 @@ def clean_dataset(
     raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> dict[str, object]:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
-    raw = read_manifest(raw_root)
+    raw = read_table(raw_root / MANIFEST, RawFile)
     rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
     with staged_output(clean_root) as staging:
         work = partial(inspect_batch, raw_root, staging, rules)
@@ -232,8 +229,8 @@ def clean_dataset(
             if item.file and item.file not in kept_files:
                 (staging / item.file).unlink(missing_ok=True)
         rejected = [{**asdict(item), "file": item.raw_file} for item in inspections if item.reason]
-        pd.DataFrame(kept, columns=MANIFEST_COLUMNS).to_csv(staging / "manifest.csv", index=False)
-        pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(staging / "rejected.csv", index=False)
+        write_table(staging / MANIFEST, CleanFile, kept)
+        write_table(staging / REJECTED, Rejection, rejected)
         summary = cleaning_summary(inspections)
         atomic_write_json(staging / "summary.json", summary)
     log.info("clean: kept %d of %d images; rejected %s", summary["kept"], summary["total"], summary["rejected_by_reason"])

@@ -11,12 +11,12 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.config import Resize, ResizeMode
-from pipeline.core.fsutil import atomic_write_bytes, read_manifest, staged_output
+from pipeline.core.fsutil import atomic_write_bytes, staged_output
 from pipeline.core.images import PNG_LEVEL
 from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
 from pipeline.core.progress import track_batches
+from pipeline.dataset.manifests import MANIFEST, CleanFile, ResizedFile, read_table, write_table
 
-MANIFEST_COLUMNS = ["file", "category", "clean_file"]
 _QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
 
 
@@ -67,12 +67,11 @@ def resize_dataset(
     clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> int:
     """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest; return the count."""
-    clean = read_manifest(clean_root)
+    clean = read_table(clean_root / MANIFEST, CleanFile)
     with staged_output(resized_root) as staging:
         work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
         batches = batched(list(clean["file"]), batch_size_for(len(clean), workers))
         batches = track_batches(map_batches(work, batches), len(clean), "resize")
         files = [file for batch in batches for file in batch]
-        manifest = pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]})
-        manifest.to_csv(staging / "manifest.csv", index=False)
+        write_table(staging / MANIFEST, ResizedFile, pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]}))
     return len(files)

@@ -18,13 +18,11 @@ from pipeline.config import Params
 from pipeline.core.fsutil import staged_output
 from pipeline.core.parallel import batch_size_for
 from pipeline.core.progress import track_batches
+from pipeline.dataset.manifests import ATTEMPTS, MANIFEST, SAVED, Attempt, RawFile, write_table
 from pipeline.dataset.sources import SOURCES
-from pipeline.dataset.sources.base import ATTEMPT_COLUMNS, RAW_COLUMNS, SAVED, Scraped, Source, Unit
+from pipeline.dataset.sources.base import Scraped, Source, Unit
 
 log = logging.getLogger(__name__)
-
-MANIFEST_FILE = "manifest.csv"
-ATTEMPTS_FILE = "attempts.csv"
 
 UnitMapper = Callable[[Callable[[Unit], Scraped], Iterable[Unit]], Iterator[Scraped]]
 """Runs fn(unit) for each unit, where it likes, and yields the results in order (the flow's task runner)."""
@@ -87,12 +85,11 @@ def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = seria
 def write_raw_manifest(root: Path, results: list[Scraped]) -> dict[str, dict[str, int]]:
     """Write root/manifest.csv (the files) and root/attempts.csv (every source URL tried, with its outcome), drop the
     resume journal, and return the count of each outcome (`saved`, or the reason) per category."""
-    files = pd.DataFrame([asdict(row) for result in results for row in result.files], columns=RAW_COLUMNS)
-    attempts = pd.DataFrame([asdict(row) for result in results for row in result.attempts()], columns=ATTEMPT_COLUMNS)
-    files.to_csv(root / MANIFEST_FILE, index=False)
-    attempts.to_csv(root / ATTEMPTS_FILE, index=False)
+    attempts = [asdict(row) for result in results for row in result.attempts()]
+    write_table(root / MANIFEST, RawFile, [asdict(row) for result in results for row in result.files])
+    write_table(root / ATTEMPTS, Attempt, attempts)
     shutil.rmtree(root / ".journal", ignore_errors=True)
     counts: dict[str, dict[str, int]] = {}
-    for (category, outcome), count in attempts.groupby(["category", "outcome"], sort=False).size().items():
+    for (category, outcome), count in pd.DataFrame(attempts, columns=["category", "outcome"]).groupby(["category", "outcome"], sort=False).size().items():
         counts.setdefault(str(category), {SAVED: 0})[str(outcome)] = int(count)
     return counts

@@ -12,12 +12,12 @@ from PIL import Image
 
 from pipeline.config import Split
 from pipeline.core.errors import PipelineError
-from pipeline.core.fsutil import read_manifest, staged_output
+from pipeline.core.fsutil import staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid, luminance_gray
 from pipeline.core.progress import track_batches
+from pipeline.dataset.manifests import MANIFEST, ResizedFile, SplitFile, read_table, write_table
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")
-MANIFEST_COLUMNS = ["file", "category", "split", "resized_file"]
 PREVIEW = "preview.png"
 _PREVIEW_PAIRS = 4
 
@@ -50,7 +50,7 @@ def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> p
 def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> pd.DataFrame:
     """Write train_x/train_y/test_x/test_y (same file names; x is mode L with y's CIELAB lightness, y is RGB)
     and manifest.csv."""
-    resized = read_manifest(resized_root)
+    resized = read_table(resized_root / MANIFEST, ResizedFile)
     assigned = assign_splits(resized, cfg.test_per_category, seed)
     flat_names = [file.replace("/", "_") for file in assigned["file"]]
     with staged_output(split_root) as staging:
@@ -64,7 +64,7 @@ def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -
         manifest = pd.DataFrame(
             {"file": flat_names, "category": assigned["category"], "split": assigned["split"], "resized_file": assigned["file"]}
         )
-        manifest.to_csv(staging / "manifest.csv", index=False)
+        write_table(staging / MANIFEST, SplitFile, manifest)
         preview(staging, manifest).save(staging / PREVIEW)
     return manifest
 

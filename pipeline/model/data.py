@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.core.fsutil import read_manifest
+from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model.lab import LabNormalization, rgb_to_lab
 
 NORMALIZATION = LabNormalization()
@@ -25,7 +25,7 @@ class Batch:
 
 def load_split(split_root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(x as N×1×H×W uint8, y as N×3×H×W uint8, file names) of one split, in manifest order."""
-    manifest = read_manifest(split_root)
+    manifest = read_table(split_root / MANIFEST, SplitFile)
     files = list(manifest.loc[manifest["split"] == split, "file"])
     x = np.stack([np.asarray(Image.open(split_root / f"{split}_x" / name).convert("L")) for name in files])
     y = np.stack([np.asarray(Image.open(split_root / f"{split}_y" / name).convert("RGB")) for name in files])

@@ -11,10 +11,11 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.fsutil import atomic_write_json, read_manifest, staged_output
+from pipeline.core.fsutil import atomic_write_json, staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid
 from pipeline.core.parallel import batched
 from pipeline.core.progress import track_batches
+from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.metrics import METRICS, grayscale_baseline, image_metrics, summarize
 from pipeline.model.real_photos import real_photos
@@ -78,10 +79,10 @@ def _open(path: Path, mode: str) -> Image.Image:
 
 
 def _test_images(split_root: Path) -> pd.DataFrame:
-    manifest = read_manifest(split_root)
+    manifest = read_table(split_root / MANIFEST, SplitFile)
     test = manifest[manifest["split"] == "test"]
     if test.empty:
-        raise PipelineError(f"{split_root / 'manifest.csv'} lists no test images: run the split stage again")
+        raise PipelineError(f"{split_root / MANIFEST} lists no test images: run the split stage again")
     return test
 
 

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from pipeline.config import Params
 from pipeline.core.errors import one_line
-from pipeline.core.fsutil import atomic_write_bytes, read_manifest, sha256_file
+from pipeline.core.fsutil import atomic_write_bytes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
+from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model import data as data_module
 from pipeline.model import lab, networks
 from pipeline.model import trainer as trainer_module
@@ -58,7 +59,7 @@ DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which th
 def trained_on(params: Params, split_root: Path, x_train: torch.Tensor) -> dict[str, Any]:
     """What the model learnt from, recorded in generator.pt: the source kind, the categories, the training images and
     their size."""
-    manifest = read_manifest(split_root)
+    manifest = read_table(split_root / MANIFEST, SplitFile)
     categories = sorted(manifest.loc[manifest["split"] == "train", "category"].astype(str).unique())
     return {"source": params.source.kind, "categories": categories, "images": len(x_train), "size": int(x_train.shape[-1])}
 

@@ -10,8 +10,7 @@ import tracemalloc
 
 import pytest
 
-from pipeline.core.errors import PipelineError
-from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, read_manifest, sha256_file, staged_output, staging_path
+from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, sha256_file, staged_output, staging_path
 from tests.workspace import REPO
 
 
@@ -47,11 +46,6 @@ def test_resume_keeps_unfinished_work_only_for_the_same_key(tmp_path):
     with staged_output(final, resume_key="b") as staging:
         assert not (staging / "done.txt").exists()
     assert [p.name for p in final.iterdir()] == []
-
-
-def test_a_missing_manifest_says_which_and_what_to_do(tmp_path):
-    with pytest.raises(PipelineError, match=r"clean/manifest.csv not found: run the stages before this one"):
-        read_manifest(tmp_path / "clean")
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

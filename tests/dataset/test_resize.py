@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import Resize
+from pipeline.dataset.manifests import MANIFEST, CleanFile, write_table
 from pipeline.dataset.resize import resize_dataset, resize_image
 from tests.images import colorful, encode
 
@@ -59,7 +60,7 @@ def test_resize_dataset_writes_pngs_and_a_manifest(tmp_path):
     (clean / "sky").mkdir(parents=True)
     colorful(120, 90, seed=1).save(clean / "sky" / "aaaa.jpg", "JPEG")
     colorful(90, 120, seed=2).save(clean / "sky" / "bbbb.png")
-    pd.DataFrame({"file": ["sky/aaaa.jpg", "sky/bbbb.png"], "category": ["sky", "sky"]}).to_csv(clean / "manifest.csv", index=False)
+    write_table(clean / MANIFEST, CleanFile, [{"file": "sky/aaaa.jpg", "category": "sky"}, {"file": "sky/bbbb.png", "category": "sky"}])
     assert resize_dataset(clean, tmp_path / "resized", Resize(size=64)) == 2
     manifest = pd.read_csv(tmp_path / "resized" / "manifest.csv")
     assert list(manifest["file"]) == ["sky/aaaa.png", "sky/bbbb.png"]

@@ -9,8 +9,9 @@ from itertools import islice
 import pandas as pd
 
 from pipeline.config import MAX_PER_CATEGORY, parse_params
-from pipeline.dataset.scrape import ATTEMPTS_FILE, MANIFEST_FILE, define_source, plan_units, write_raw_manifest
-from pipeline.dataset.sources.base import Attempt, RawFile, Scraped
+from pipeline.dataset.manifests import ATTEMPTS, MANIFEST, Attempt, RawFile
+from pipeline.dataset.scrape import define_source, plan_units, write_raw_manifest
+from pipeline.dataset.sources.base import Scraped
 
 
 def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
@@ -44,8 +45,8 @@ def test_attempts_list_every_url_tried_with_its_outcome_and_the_counts_say_how_m
     (root / ".journal").mkdir()
     counts = write_raw_manifest(root, results)
     assert counts == {"sky": {"saved": 1, "timeout": 1}, "sea": {"saved": 0, "http_status": 1, "not_http": 1}}
-    assert pd.read_csv(root / MANIFEST_FILE)["file"].tolist() == ["sky/a.jpg"]
-    attempts = pd.read_csv(root / ATTEMPTS_FILE, keep_default_na=False)
+    assert pd.read_csv(root / MANIFEST)["file"].tolist() == ["sky/a.jpg"]
+    attempts = pd.read_csv(root / ATTEMPTS, keep_default_na=False)
     assert attempts.values.tolist() == [
         ["sky", "http://a/1.jpg", "saved", "", "sky/a.jpg"],
         ["sky", "http://a/2.jpg", "timeout", "transfer took longer than source.bing.timeout=15 s", ""],

@@ -9,6 +9,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from pipeline.config import Split
+from pipeline.dataset.manifests import MANIFEST, ResizedFile, write_table
 from pipeline.dataset.split import SplitError, assign_splits, split_dataset
 from tests.images import colorful
 
@@ -21,7 +22,7 @@ def resized_folder(tmp_path, counts: dict[str, int]):
         for i in range(count):
             colorful(32, 32, seed=i).save(root / category / f"{i:03d}.png")
             rows.append({"file": f"{category}/{i:03d}.png", "category": category})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    write_table(root / MANIFEST, ResizedFile, rows)
     return root
 
 

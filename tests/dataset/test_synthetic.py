@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.images import colorfulness, perceptual_hash
-from pipeline.dataset.sources.base import RawFile
+from pipeline.dataset.manifests import RawFile
 from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.sources.synthetic import (
     DEFECTS,

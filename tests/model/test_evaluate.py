@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from flows.evaluate import evaluate
 from pipeline.config import GeneratorParams, parse_params
 from pipeline.core.errors import PipelineError
+from pipeline.dataset.manifests import MANIFEST, SplitFile, write_table
 from pipeline.model.colorizer import Colorizer, save_generator
 from pipeline.model.evaluate import REAL_PHOTOS_CELL, evaluate_model
 from pipeline.model.lab import LabNormalization
@@ -44,7 +45,7 @@ def make_split(root: Path) -> Path:
             image.save(root / f"{split}_y" / name)
             image.convert("L").save(root / f"{split}_x" / name)
             rows.append({"file": name, "category": category, "split": split})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    write_table(root / MANIFEST, SplitFile, rows)
     return root
 
 

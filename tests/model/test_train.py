@@ -6,7 +6,6 @@ import io
 import logging
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +14,7 @@ from flows.cli import main
 from flows.train import run as run_train
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
+from pipeline.dataset.manifests import MANIFEST, SplitFile, write_table
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
@@ -35,7 +35,7 @@ def tiny_split(root: Path, per_split: dict[str, int]) -> Path:
             image.save(root / f"{split}_y" / name)
             image.convert("L").save(root / f"{split}_x" / name)
             rows.append({"file": name, "category": "sky", "split": split})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    write_table(root / MANIFEST, SplitFile, rows)
     return root
 
 

@@ -9,12 +9,13 @@ import io
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
 from pipeline.core.schema import StrictModel
+from pipeline.dataset.manifests import SAVED, Attempt, RawFile, columns
 
 P = TypeVar("P", bound=StrictModel)
 
@@ -30,36 +31,6 @@ class Unit:
     @property
     def name(self) -> str:
         return f"{self.category}-{self.part}"
-
-
-@dataclass(frozen=True)
-class RawFile:
-    """One row of data/raw/manifest.csv; `file` is relative to the raw folder."""
-
-    file: str
-    category: str
-    source: str
-    source_url: str
-    sha256: str
-    bytes: int
-
-
-RAW_COLUMNS = [column.name for column in fields(RawFile)]
-SAVED = "saved"
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One row of data/raw/attempts.csv: a source URL the scrape tried, and what came of it."""
-
-    category: str
-    source_url: str
-    outcome: str  # SAVED, or why not: timeout, too_large, http_status, not_an_image, short_body, unreadable, ...
-    detail: str = ""
-    file: str = ""  # relative to the raw folder, when saved
-
-
-ATTEMPT_COLUMNS = [column.name for column in fields(Attempt)]
 
 
 @dataclass(frozen=True)
@@ -155,18 +126,18 @@ class Journal:
         return [Attempt(**row) for row in _read_rows(self.skipped_path)]
 
     def add(self, row: RawFile) -> None:
-        _append_row(self.path, RAW_COLUMNS, astuple(row))
+        _append_row(self.path, columns(RawFile), astuple(row))
 
     def reorder(self, rows: list[RawFile]) -> None:
         """Replace the saved rows, atomically, by `rows` in their order (a finished scrape's canonical order)."""
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(RAW_COLUMNS)
+        writer.writerow(columns(RawFile))
         writer.writerows(astuple(row) for row in rows)
         atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
 
     def skip(self, attempt: Attempt) -> None:
-        _append_row(self.skipped_path, ATTEMPT_COLUMNS, astuple(attempt))
+        _append_row(self.skipped_path, columns(Attempt), astuple(attempt))
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

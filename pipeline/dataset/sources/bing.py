@@ -32,7 +32,8 @@ from pydantic import Field, field_validator
 from pipeline.core.errors import PipelineError, Stopped
 from pipeline.core.fsutil import category_slug
 from pipeline.core.schema import StrictModel
-from pipeline.dataset.sources.base import Attempt, Journal, RawFile, Scraped, Source, Unit, save_raw
+from pipeline.dataset.manifests import Attempt, RawFile
+from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
 from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)

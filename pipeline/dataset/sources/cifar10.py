@@ -23,7 +23,8 @@ from PIL import Image
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
-from pipeline.dataset.sources.base import RawFile, Scraped, Source, Unit, save_raw
+from pipeline.dataset.manifests import RawFile
+from pipeline.dataset.sources.base import Scraped, Source, Unit, save_raw
 
 
 class Cifar10Params(StrictModel):

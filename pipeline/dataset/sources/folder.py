@@ -13,7 +13,8 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import category_slug
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
-from pipeline.dataset.sources.base import Attempt, Scraped, Source, Unit, copy_raw
+from pipeline.dataset.manifests import Attempt
+from pipeline.dataset.sources.base import Scraped, Source, Unit, copy_raw
 
 log = logging.getLogger(__name__)
 

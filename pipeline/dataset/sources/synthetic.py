@@ -22,7 +22,8 @@ from pydantic import Field, model_validator
 
 from pipeline.core.fsutil import category_slug
 from pipeline.core.schema import StrictModel
-from pipeline.dataset.sources.base import Journal, RawFile, Scraped, Source, Unit, save_raw
+from pipeline.dataset.manifests import RawFile
+from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
 from pipeline.dataset.sources.scenes import render_scene
 
 

@@ -22,7 +22,8 @@ from pydantic import Field
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
-from pipeline.dataset.sources.base import Attempt, Journal, Scraped, Source, Unit, save_raw
+from pipeline.dataset.manifests import Attempt
+from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
 from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)
