@@ -55,7 +55,7 @@ def clean_and_resize(raw: Path, work: Path, workers: int) -> tuple[int, float]:
         clean_dataset(raw, work / "warm-clean", Clean(), lambda fn, batches: mapper(fn, list(batches)[:workers]), workers)
         start = time.perf_counter()
         clean_dataset(raw, work / "clean", Clean(), mapper, workers)
-        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper, workers)
+        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper, workers).images
         return kept, time.perf_counter() - start
 
 

@@ -81,7 +81,7 @@ def _clean_and_resize(dataset: Path, part: str, params: Params, work: Path) -> P
     with process_pool(params.workers) as pool:
         summary = clean_dataset(raw_root, clean_root, params.clean, pool.map, params.workers)
         resize_dataset(clean_root, resized_root, params.resize, pool.map, params.workers)
-    print(f"clean: kept {summary['kept']} of {summary['total']} {part} images; rejected {summary['rejected_by_reason']}")
+    print(f"clean: kept {summary.kept} of {summary.total} {part} images; rejected {summary.rejected_by_reason}")
     return resized_root
 
 

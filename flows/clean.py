@@ -8,27 +8,25 @@ from prefect.artifacts import create_table_artifact
 from flows.cli import DATA, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
-from pipeline.dataset.clean import clean_dataset
+from pipeline.dataset.clean import CleanSummary, clean_dataset
 
 CLEAN = DATA / "clean"
 
 
 @flow(name="clean")
-def clean(params: Params) -> dict[str, object]:
+def clean(params: Params) -> CleanSummary:
     with batch_tasks("clean", params.workers) as batches:
         summary = clean_dataset(DATA / "raw", CLEAN, params.clean, batches, params.workers)
-    per_category = summary["per_category"]
-    assert isinstance(per_category, dict)
     create_table_artifact(
         key="clean-summary",
-        table=[{"category": name, **counts} for name, counts in per_category.items()]
-        + [{"category": f"rejected: {reason}", "rejected": count} for reason, count in dict(summary["rejected_by_reason"]).items()],
-        description=f"Kept {summary['kept']} of {summary['total']} images",
+        table=[{"category": name, **counts} for name, counts in summary.per_category.items()]
+        + [{"category": f"rejected: {reason}", "rejected": count} for reason, count in summary.rejected_by_reason.items()],
+        description=f"Kept {summary.kept} of {summary.total} images",
     )
     return summary
 
 
-def run(params: Params) -> dict[str, object]:
+def run(params: Params) -> CleanSummary:
     return run_stage(clean, params)
 
 

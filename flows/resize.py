@@ -7,18 +7,18 @@ from prefect import flow
 from flows.cli import DATA, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
-from pipeline.dataset.resize import resize_dataset
+from pipeline.dataset.resize import ResizeResult, resize_dataset
 
 RESIZED = DATA / "resized"
 
 
 @flow(name="resize")
-def resize(params: Params) -> int:
+def resize(params: Params) -> ResizeResult:
     with batch_tasks("resize", params.workers) as batches:
         return resize_dataset(DATA / "clean", RESIZED, params.resize, batches, params.workers)
 
 
-def run(params: Params) -> int:
+def run(params: Params) -> ResizeResult:
     return run_stage(resize, params)
 
 

@@ -7,24 +7,23 @@ from prefect.artifacts import create_table_artifact
 
 from flows.cli import DATA, main
 from pipeline.config import Params
-from pipeline.dataset.split import split_dataset
+from pipeline.dataset.split import SplitResult, split_dataset
 
 SPLIT = DATA / "split"
 
 
 @flow(name="split")
-def split(params: Params) -> dict[str, int]:
-    manifest = split_dataset(DATA / "resized", SPLIT, params.split, params.seed)
-    counts = manifest.groupby(["category", "split"], sort=False).size().unstack(fill_value=0)
+def split(params: Params) -> SplitResult:
+    result = split_dataset(DATA / "resized", SPLIT, params.split, params.seed)
     create_table_artifact(
         key="split-counts",
-        table=[{"category": category, **{k: int(v) for k, v in row.items()}} for category, row in counts.iterrows()],
-        description="Images per category in train and test",
+        table=[{"category": category, **counts} for category, counts in result.counts.items()],
+        description=f"Images per category in train ({result.total('train')}) and test ({result.total('test')})",
     )
-    return {str(name): int(total) for name, total in manifest["split"].value_counts().items()}
+    return result
 
 
-def run(params: Params) -> dict[str, int]:
+def run(params: Params) -> SplitResult:
     """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
     return split(params)
 

@@ -197,24 +197,35 @@ def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]
     return result
 
 
-def cleaning_summary(inspections: list[Inspection]) -> dict[str, object]:
+@dataclass(frozen=True)
+class CleanSummary:
+    """What cleaning kept and dropped (data/clean/summary.json): in all, by reason, and per category."""
+
+    total: int
+    kept: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    per_category: dict[str, dict[str, int]]  # category -> {"kept": n, "rejected": n}
+
+
+def cleaning_summary(inspections: list[Inspection]) -> CleanSummary:
     kept = [item for item in inspections if not item.reason]
     per_category: dict[str, dict[str, int]] = {}
     for item in inspections:
         counts = per_category.setdefault(item.category, {"kept": 0, "rejected": 0})
         counts["rejected" if item.reason else "kept"] += 1
-    return {
-        "total": len(inspections),
-        "kept": len(kept),
-        "rejected": len(inspections) - len(kept),
-        "rejected_by_reason": dict(sorted(Counter(item.reason for item in inspections if item.reason).items())),
-        "per_category": per_category,
-    }
+    return CleanSummary(
+        total=len(inspections),
+        kept=len(kept),
+        rejected=len(inspections) - len(kept),
+        rejected_by_reason=dict(sorted(Counter(item.reason for item in inspections if item.reason).items())),
+        per_category=per_category,
+    )
 
 
 def clean_dataset(
     raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
-) -> dict[str, object]:
+) -> CleanSummary:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
     raw = read_table(raw_root / MANIFEST, RawFile)
     rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
@@ -232,6 +243,6 @@ def clean_dataset(
         write_table(staging / MANIFEST, CleanFile, kept)
         write_table(staging / REJECTED, Rejection, rejected)
         summary = cleaning_summary(inspections)
-        atomic_write_json(staging / "summary.json", summary)
-    log.info("clean: kept %d of %d images; rejected %s", summary["kept"], summary["total"], summary["rejected_by_reason"])
+        atomic_write_json(staging / "summary.json", asdict(summary))
+    log.info("clean: kept %d of %d images; rejected %s", summary.kept, summary.total, summary.rejected_by_reason)
     return summary

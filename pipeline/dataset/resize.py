@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -63,10 +64,17 @@ def resize_batch(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, 
     return [resize_file(clean_root, out_root, size, mode, file) for file in files]
 
 
+@dataclass(frozen=True)
+class ResizeResult:
+    images: int
+    size: int
+    mode: ResizeMode
+
+
 def resize_dataset(
     clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
-) -> int:
-    """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest; return the count."""
+) -> ResizeResult:
+    """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest."""
     clean = read_table(clean_root / MANIFEST, CleanFile)
     with staged_output(resized_root) as staging:
         work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
@@ -74,4 +82,4 @@ def resize_dataset(
         batches = track_batches(map_batches(work, batches), len(clean), "resize")
         files = [file for batch in batches for file in batch]
         write_table(staging / MANIFEST, ResizedFile, pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]}))
-    return len(files)
+    return ResizeResult(len(files), cfg.size, cfg.mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,19 @@ def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> pd.DataFrame:
-    """Write train_x/train_y/test_x/test_y (same file names; x is mode L with y's CIELAB lightness, y is RGB)
-    and manifest.csv."""
+@dataclass(frozen=True)
+class SplitResult:
+    """How many images each category has in train and in test (data/split/manifest.csv has each one)."""
+
+    counts: dict[str, dict[str, int]]  # category -> {"test": n, "train": n}
+
+    def total(self, split: str) -> int:
+        return sum(per_split.get(split, 0) for per_split in self.counts.values())
+
+
+def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -> SplitResult:
+    """Write train_x/train_y/test_x/test_y (same file names; x is mode L with y's CIELAB lightness, y is RGB),
+    manifest.csv and preview.png."""
     resized = read_table(resized_root / MANIFEST, ResizedFile)
     assigned = assign_splits(resized, cfg.test_per_category, seed)
     flat_names = [file.replace("/", "_") for file in assigned["file"]]
@@ -66,7 +77,8 @@ def split_dataset(resized_root: Path, split_root: Path, cfg: Split, seed: int) -
         )
         write_table(staging / MANIFEST, SplitFile, manifest)
         preview(staging, manifest).save(staging / PREVIEW)
-    return manifest
+    counts = manifest.groupby(["category", "split"], sort=False).size().unstack(fill_value=0)
+    return SplitResult({str(category): {str(split): int(n) for split, n in row.items()} for category, row in counts.iterrows()})
 
 
 def preview(split_root: Path, manifest: pd.DataFrame, cell: int = 96) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -240,9 +241,9 @@ def test_clean_dataset_dedups_within_and_across_categories_and_reports(tmp_path)
     assert rejected.loc["beach/broken.jpg", "reason"] == "truncated"
     assert rejected.loc["forest/page.jpg", "reason"] == "not_an_image"
     assert sorted(str(p.relative_to(clean)) for p in clean.rglob("*.jpg")) == sorted(manifest["file"])
-    assert json.loads((clean / "summary.json").read_text()) == summary
-    assert summary["kept"] == 2 and summary["rejected_by_reason"]["duplicate"] == 1
-    assert summary["per_category"]["forest"] == {"kept": 1, "rejected": 2}
+    assert json.loads((clean / "summary.json").read_text()) == asdict(summary)
+    assert summary.kept == 2 and summary.rejected_by_reason["duplicate"] == 1
+    assert summary.per_category["forest"] == {"kept": 1, "rejected": 2}
     assert not (tmp_path / ".clean.partial").exists()
 
 

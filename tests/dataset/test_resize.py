@@ -61,7 +61,7 @@ def test_resize_dataset_writes_pngs_and_a_manifest(tmp_path):
     colorful(120, 90, seed=1).save(clean / "sky" / "aaaa.jpg", "JPEG")
     colorful(90, 120, seed=2).save(clean / "sky" / "bbbb.png")
     write_table(clean / MANIFEST, CleanFile, [{"file": "sky/aaaa.jpg", "category": "sky"}, {"file": "sky/bbbb.png", "category": "sky"}])
-    assert resize_dataset(clean, tmp_path / "resized", Resize(size=64)) == 2
+    assert resize_dataset(clean, tmp_path / "resized", Resize(size=64)).images == 2
     manifest = pd.read_csv(tmp_path / "resized" / "manifest.csv")
     assert list(manifest["file"]) == ["sky/aaaa.png", "sky/bbbb.png"]
     assert list(manifest["clean_file"]) == ["sky/aaaa.jpg", "sky/bbbb.png"]
