@@ -20,7 +20,7 @@ from pipeline.core.errors import Stopped
 from pipeline.dataset.sources import bing
 from pipeline.dataset.sources.base import Journal
 from pipeline.dataset.sources.bing import BingPageError, BingParams, scrape_bing
-from tests.fakebing import FakeBing, redirect_library
+from pipeline.testing.fakebing import FakeBing, redirect_library
 
 QUERY = "red car"
 BROKEN = {2: "html", 3: "404", 5: "ftp", 6: "file", 8: "redirect_ftp"}

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import ParamsError, parse_params
 from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.urls import UrlsError
-from tests.fakebing import FakeBing
+from pipeline.testing.fakebing import FakeBing
 
 SPECIAL = {2: "404", 3: "html", 4: "ftp", 5: "huge", 6: "drip_body", 7: "redirect_ftp"}
 

@@ -15,7 +15,7 @@ from flows import clean, resize, scrape
 from flows.cli import main
 from flows.runners import CONNECT_TIMEOUT, RunnerError, run_batch
 from pipeline.config import parse_params
-from tests.fakebing import FakeBing
+from pipeline.testing.fakebing import FakeBing
 from tests.prefect_api import task_run_names
 
 pytestmark = pytest.mark.slow  # Dask clusters

@@ -18,7 +18,7 @@ from flows.clean import run as run_clean
 from flows.cli import main
 from flows.scrape import scrape
 from pipeline.config import parse_params
-from tests.fakebing import FakeBing
+from pipeline.testing.fakebing import FakeBing
 from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 from tests.prefect_api import task_run_names
 
