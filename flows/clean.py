@@ -20,8 +20,8 @@ def clean(params: Params) -> CleanSummary:
     create_table_artifact(
         key="clean-summary",
         table=[{"category": name, **counts} for name, counts in summary.per_category.items()]
-        + [{"category": f"rejected: {reason}", "rejected": count} for reason, count in summary.rejected_by_reason.items()],
-        description=f"Kept {summary.kept} of {summary.total} images",
+        + [{"category": "all", "kept": summary.kept, "rejected": summary.rejected, **summary.rejected_by_reason}],
+        description=f"Kept {summary.kept} of {summary.total} images; the rest by reason (each file in data/clean/rejected.csv)",
     )
     return summary
 

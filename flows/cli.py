@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prefect import tags
 from prefect.settings import PREFECT_API_URL
 
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.core.errors import PipelineError
 
 DATA = Path("data")  # the stages' inputs and outputs, relative to the repository root where DVC runs them
+PIPELINE_TAG = "COLORIZE_PIPELINE_TAG"  # set by the pipeline flow for the stages it runs: their flow runs carry the tag
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -44,7 +47,8 @@ def main(stage: str, run: Callable[[Params], Any], description: str) -> None:
     args = parser.parse_args()
     handle_ctrl_c()
     try:
-        run(load_params(args.params))
+        with tags(*filter(None, [os.environ.get(PIPELINE_TAG)])):
+            run(load_params(args.params))
     except PipelineError as exc:
         sys.exit(f"{stage}: error: {exc}")
     except KeyboardInterrupt:

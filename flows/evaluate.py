@@ -6,9 +6,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import picture
 from flows.cli import DATA, main
 from pipeline.config import Params
-from pipeline.model.evaluate import GRIDS, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
+from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
 from pipeline.model.metrics import METRICS
 
 EVAL = DATA / "eval"
@@ -57,7 +58,11 @@ def metrics_report(metrics: dict) -> str:
 @flow(name="evaluate")
 def evaluate(params: Params) -> dict:
     metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
-    create_markdown_artifact(key="evaluation", markdown=metrics_report(metrics), description="Colorization metrics on the test images and real photos")
+    grids = EVAL / GRIDS
+    pictures = "\n".join([picture(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
+                           picture(grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original")])
+    create_markdown_artifact(key="evaluation", markdown=f"{metrics_report(metrics)}\n{pictures}",
+                             description="Colorization metrics and comparison grids on the test images and real photos")
     return metrics
 
 

@@ -7,24 +7,31 @@ python -m flows.pipeline serve    serve it as a deployment on a cron schedule (s
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, FlowRun
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import FlowRunContext
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 from pydantic import ValidationError
 
-from flows.cli import handle_ctrl_c
+from flows.cli import DATA, PIPELINE_TAG, handle_ctrl_c
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
+from pipeline.model.evaluate import METRICS_FILE
 from pipeline.versioning.publish import commit_version, push, require_git
 from pipeline.versioning.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
 
@@ -33,20 +40,50 @@ DEPLOYMENT = "nightly"
 STAGE_RETRIES = {"scrape": 2}  # stages whose failures can be transient (the network)
 
 
+def stage_log(level: int, line: str) -> None:
+    get_run_logger().log(level, "%s", line)
+
+
 @task(cache_policy=NO_CACHE, retry_delay_seconds=30)
-def stage(name: str) -> None:
-    """One DVC stage: DVC runs it if it is stale and skips it otherwise."""
-    repro_stage(ROOT, name, get_run_logger().info)
+def stage(name: str, tag: str) -> State:
+    """One DVC stage: DVC runs it if it is stale (its flow run carries `tag`), and skips it otherwise; the task's
+    state says which."""
+    before = lock_entries(ROOT).get(name)
+    repro_stage(ROOT, name, stage_log, env={PIPELINE_TAG: tag})
+    if lock_entries(ROOT).get(name) == before:
+        return Completed(name="Skipped", message="up to date: DVC skipped it")
+    run = link_stage_run(name, tag)
+    return Completed(name="Rebuilt", message=f"flow run [{run.name}]({run_link(run.id)})" if run else "rebuilt by DVC")
 
 
-@task(cache_policy=NO_CACHE)
+def link_stage_run(name: str, tag: str) -> FlowRun | None:
+    """The stage's flow run of this pipeline run (found by its tag), given a link back to the pipeline run."""
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None  # a task of the pipeline flow
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[name])), flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1,
+        )
+        if runs:
+            back = f"Run by the pipeline run [{context.flow_run.name}]({run_link(context.flow_run.id)}) (tag `{tag}`)."
+            client.create_artifact(ArtifactCreate(key="pipeline-run", type="markdown", data=back, flow_run_id=runs[0].id))
+    return runs[0] if runs else None
+
+
+def run_link(flow_run_id: UUID) -> str:
+    """The flow run's page in the Prefect UI (a path: the UI resolves it against its own address)."""
+    return f"/runs/flow-run/{flow_run_id}"
+
+
+@task(cache_policy=NO_CACHE, task_run_name="dvc push")
 def push_artifacts() -> int:
     pushed = push(ROOT)
     get_run_logger().info("dvc push: %s", f"{pushed} files pushed" if pushed else "the remote already has everything")
     return pushed
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="git commit")
 def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     """Commit (and tag) the version files whenever they differ from the last commit: this run's rebuild, or one an
     earlier run left uncommitted (its push or commit failed)."""
@@ -57,35 +94,50 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     return version
 
 
-def run_report(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
-    """The run's summary, as markdown for the Prefect UI."""
-    lines = ["# Pipeline run", "", "| stage | result |", "| --- | --- |"]
-    lines += [f"| {name} | {'rebuilt' if name in changed else 'up to date'} |" for name in stage_order(ROOT)]
+def run_report(results: dict[str, State], pushed: int | None, version: tuple[str, str | None] | None, headline: dict[str, float]) -> str:
+    """The run's summary, as markdown for the Prefect UI: each stage's result (with a link to its flow run), what was
+    published, and the evaluation's headline numbers."""
+    lines = ["# Pipeline run", "", "| stage | result | details |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {state.name} | {state.message} |" for name, state in results.items()]
     lines += ["", f"- **dvc push**: {'off (publish.push)' if pushed is None else f'{pushed} files'}"]
     if version:
         lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
-    lines += ["", "Metrics: `dvc metrics show`; each stage's own flow run has its artifacts (evaluation grids, training table)."]
+    if headline:
+        lines += ["", "## Evaluation (data/eval/metrics.json)", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in headline.items()]
+        lines += ["", "Every score, per category and on real photos, with the comparison grids: the `evaluation` artifact of "
+                  "the evaluate stage's flow run (linked above when this run rebuilt it; else `dvc plots show`)."]
     return "\n".join(lines)
+
+
+def read_headline() -> dict[str, float]:
+    path = ROOT / DATA / "eval" / METRICS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 @flow(name="colorize-pipeline")
 def rebuild_and_publish() -> dict[str, Any] | State:
     """Rebuild what is stale (DVC decides), push the new artifacts, and commit dvc.lock when publish.git_commit asks."""
+    context = FlowRunContext.get()
+    tag = f"pipeline-run:{str(context.flow_run.id)[:8]}" if context and context.flow_run else "pipeline-run"
     try:
         params = load_params(ROOT / PARAMS_FILE)
         if params.publish.git_commit:
             require_git(ROOT)  # before rebuilding, not after
         with workspace_lock(ROOT, "flows.pipeline"):
             before = lock_entries(ROOT)
+            results: dict[str, State] = {}
             for name in stage_order(ROOT):
-                stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name)
+                results[name] = stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name, tag, return_state=True)
+                results[name].result()  # a failed stage raises its error here
             changed = changed_stages(before, lock_entries(ROOT))
             pushed = push_artifacts() if params.publish.push else None  # whatever the remote lacks, rebuilt now or not
             version = commit_lock(changed, params.publish.git_tag) if params.publish.git_commit else None
     except PipelineError as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
-    create_markdown_artifact(key="pipeline-run", markdown=run_report(changed, pushed, version), description="What this run rebuilt and published")
+    create_markdown_artifact(key="pipeline-run", markdown=run_report(results, pushed, version, read_headline()),
+                             description="What this run rebuilt and published, with links to the stages' flow runs")
     return {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
 
 
@@ -141,4 +193,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run this module under its own name, so the deployment's entrypoint is flows.pipeline.rebuild_and_publish.
+    from flows import pipeline
+
+    pipeline.main()

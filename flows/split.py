@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows.artifacts import create_picture_artifact
 from flows.cli import DATA, main
 from pipeline.config import Params
-from pipeline.dataset.split import SplitResult, split_dataset
+from pipeline.dataset.split import PREVIEW, SplitResult, split_dataset
 
 SPLIT = DATA / "split"
 
@@ -20,6 +21,8 @@ def split(params: Params) -> SplitResult:
         table=[{"category": category, **counts} for category, counts in result.counts.items()],
         description=f"Images per category in train ({result.total('train')}) and test ({result.total('test')})",
     )
+    create_picture_artifact("split-preview", "What the model will be asked to do", [(SPLIT / PREVIEW, "Test pairs per category: grayscale input, then color target")],
+                            "Test pairs per category, input and target")
     return result
 
 

@@ -11,10 +11,11 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
+from flows.artifacts import create_picture_artifact
 from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
-from pipeline.model.train import train_model
+from pipeline.model.train import samples_image, train_model
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"
@@ -33,6 +34,10 @@ def train(params: Params) -> dict[str, Any]:
         table=[{"epoch": epoch, **{k: round(v, 4) for k, v in row.items()}} for epoch, row in enumerate(info["history"], 1)],
         description="Mean losses and throughput per epoch (curves: `dvc plots show`)",
     )
+    if params.train.samples:
+        create_picture_artifact("training-samples", f"Held-out samples after epoch {info['epochs']}",
+                                [(samples_image(TRAINING_LOG, info["epochs"]), "Grayscale input | colorized | original")],
+                                "The latest epoch's colorization of held-out test images")
     return {"epochs": info["epochs"]}
 
 

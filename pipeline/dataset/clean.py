@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean
@@ -199,34 +200,34 @@ def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]
 
 @dataclass(frozen=True)
 class CleanSummary:
-    """What cleaning kept and dropped (data/clean/summary.json): in all, by reason, and per category."""
+    """What cleaning kept and dropped: in all, by reason, and per category (kept, rejected, and each reason)."""
 
     total: int
     kept: int
     rejected: int
     rejected_by_reason: dict[str, int]
-    per_category: dict[str, dict[str, int]]  # category -> {"kept": n, "rejected": n}
+    per_category: dict[str, dict[str, int]]
 
 
 def cleaning_summary(inspections: list[Inspection]) -> CleanSummary:
-    kept = [item for item in inspections if not item.reason]
-    per_category: dict[str, dict[str, int]] = {}
+    by_reason = Counter(item.reason for item in inspections if item.reason)
+    reasons = sorted(by_reason)
+    found: dict[str, Counter[str]] = {}
     for item in inspections:
-        counts = per_category.setdefault(item.category, {"kept": 0, "rejected": 0})
-        counts["rejected" if item.reason else "kept"] += 1
-    return CleanSummary(
-        total=len(inspections),
-        kept=len(kept),
-        rejected=len(inspections) - len(kept),
-        rejected_by_reason=dict(sorted(Counter(item.reason for item in inspections if item.reason).items())),
-        per_category=per_category,
-    )
+        found.setdefault(item.category, Counter())[item.reason or "kept"] += 1
+    per_category = {
+        category: {"kept": counts["kept"], "rejected": counts.total() - counts["kept"], **{reason: counts[reason] for reason in reasons}}
+        for category, counts in found.items()
+    }
+    kept = len(inspections) - by_reason.total()
+    return CleanSummary(len(inspections), kept, by_reason.total(), dict(sorted(by_reason.items())), per_category)
 
 
 def clean_dataset(
     raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> CleanSummary:
-    """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv and summary.json."""
+    """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv, summary.json
+    (the counts kept and rejected: DVC's metrics) and counts.csv (per category and reason: a DVC plot)."""
     raw = read_table(raw_root / MANIFEST, RawFile)
     rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
     with staged_output(clean_root) as staging:
@@ -243,6 +244,7 @@ def clean_dataset(
         write_table(staging / MANIFEST, CleanFile, kept)
         write_table(staging / REJECTED, Rejection, rejected)
         summary = cleaning_summary(inspections)
-        atomic_write_json(staging / "summary.json", asdict(summary))
+        atomic_write_json(staging / "summary.json", {"kept": summary.kept, "rejected": summary.rejected})
+        pd.DataFrame([{"category": category, **counts} for category, counts in summary.per_category.items()]).to_csv(staging / "counts.csv", index=False)
     log.info("clean: kept %d of %d images; rejected %s", summary.kept, summary.total, summary.rejected_by_reason)
     return summary

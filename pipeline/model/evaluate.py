@@ -20,11 +20,13 @@ from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.metrics import METRICS, grayscale_baseline, image_metrics, summarize
 from pipeline.model.real_photos import real_photos
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # the headline numbers, DVC's metrics: model against the grayscale baseline
+SCORES_FILE = "scores.json"  # mean and std of every metric per method, on the test images and the real photos
+PER_CATEGORY_FILE = "per_category.csv"  # the main metrics' means per category, model and baseline (a DVC plot)
 PER_IMAGE_FILE = "per_image.csv"
 GRIDS = "grids"
 OVERVIEW = "overview.png"
-REAL_PHOTOS = "real_photos"  # metrics.json's key for them
+REAL_PHOTOS = "real_photos"  # scores.json's key for them
 REAL_PHOTOS_GRID = "real-photos.png"  # no category grid can take this name: category folders have no hyphen
 REAL_PHOTOS_CELL = 256  # px: the longer side of each photo in their grid
 METHODS = ("model", "baseline")
@@ -53,6 +55,25 @@ def summarize_methods(per_image: pd.DataFrame) -> dict:
         "per_category": {category: {method: per_category[method][category] for method in METHODS} for category in per_category["model"]},
         "images": len(by_method["model"]),
     }
+
+
+def headline(summary: dict) -> dict[str, float]:
+    """metrics.json: PSNR and ab error of the model and of the grayscale baseline, and PSNR on the real photos."""
+    real = summary[REAL_PHOTOS]
+    return {
+        "psnr": summary["model"]["psnr"]["mean"], "gray_psnr": summary["baseline"]["psnr"]["mean"],
+        "ab_error": summary["model"]["ab_error"]["mean"], "gray_ab_error": summary["baseline"]["ab_error"]["mean"],
+        "real_psnr": real["model"]["psnr"]["mean"], "real_gray_psnr": real["baseline"]["psnr"]["mean"],
+    }
+
+
+def per_category_table(summary: dict) -> pd.DataFrame:
+    """per_category.csv: a row per category, each metric's mean for the model and (gray_<metric>) the baseline."""
+    return pd.DataFrame([
+        {"category": category, **{f"{prefix}{metric}": methods[method][metric]["mean"]
+                                  for metric in METRICS for method, prefix in (("model", ""), ("baseline", "gray_"))}}
+        for category, methods in summary["per_category"].items()
+    ])
 
 
 def _by_method(per_image: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -104,7 +125,7 @@ def _grid(rows: list[GridRow]) -> Image.Image:
 
 def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> dict:
     """Score the model and the grayscale baseline on every test image and on the real photos; write metrics.json,
-    per_image.csv (test images) and grids/."""
+    scores.json, per_category.csv, per_image.csv (test images) and grids/; return every score."""
     test = _test_images(split_root)
     colorizer = load_colorizer(model_path, device, "train.device")
     rows: list[dict] = []
@@ -123,6 +144,8 @@ def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: 
     metrics = {**summarize_methods(per_image), REAL_PHOTOS: real_photo_metrics}
     with staged_output(eval_root) as staging:
         per_image.to_csv(staging / PER_IMAGE_FILE, index=False)
-        atomic_write_json(staging / METRICS_FILE, metrics)
+        atomic_write_json(staging / METRICS_FILE, headline(metrics))
+        atomic_write_json(staging / SCORES_FILE, {key: value for key, value in metrics.items() if key != "per_category"})
+        per_category_table(metrics).to_csv(staging / PER_CATEGORY_FILE, index=False)
         _write_grids(staging / GRIDS, grids, real_photo_rows)
     return metrics

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
+SAMPLES = "samples"  # live_dir/plots/images/samples/epoch-NNN.png: the held-out samples of each epoch
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
 
 
@@ -112,6 +113,15 @@ def _samples(x: torch.Tensor, y: torch.Tensor, colorized: np.ndarray) -> Image.I
     return image_grid(rows, cell=96)
 
 
+def samples_name(epoch: int) -> str:
+    return f"epoch-{epoch:03d}.png"
+
+
+def samples_image(live_dir: Path, epoch: int) -> Path:
+    """Where dvclive keeps the samples colorized at the end of `epoch` (when train.samples > 0)."""
+    return live_dir / "plots" / "images" / SAMPLES / samples_name(epoch)
+
+
 def health(colorized: np.ndarray, truths: np.ndarray) -> dict[str, float]:
     """Mean PSNR and colorfulness of colorizations (N×H×W×3 uint8) next to the grayscale baseline's PSNR and the truth's
     colorfulness: a model that stops beating gray, or turns sepia, shows here."""
@@ -161,7 +171,7 @@ def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path
         live.log_metric(f"train/{name}", value)
     if trainer.cfg.samples:
         samples = trainer.cfg.samples
-        live.log_image(f"samples/epoch-{trainer.epoch:03d}.png", _samples(x[:samples], y[:samples], colorized[:samples]))
+        live.log_image(f"{SAMPLES}/{samples_name(trainer.epoch)}", _samples(x[:samples], y[:samples], colorized[:samples]))
     live.next_step()
     save_checkpoint(checkpoint_path, trainer.state(key))
     log.info("train: epoch %d/%d %s", trainer.epoch, trainer.cfg.epochs, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections import deque
@@ -17,6 +19,11 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import exclusive_lock
 
 LOCK_FILE = Path(".dvc/tmp/pipeline.lock")
+DVC_HINTS = (  # what `dvc repro` advises a person at a terminal; the pipeline flow pushes and commits by itself
+    "To track the changes with git, run:", "git add ", "To enable auto staging, run:", "dvc config core.autostage",
+    "Use `dvc push` to send your updates to remote storage.",
+)
+_LOG_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?P<rest>.*)$")
 
 
 class StageFailed(PipelineError):
@@ -52,22 +59,33 @@ def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [name for name in after if before.get(name) != after[name]]
 
 
-def repro_stage(root: Path, stage: str, log: Callable[[str], None], tail_lines: int = 20) -> None:
-    """`dvc repro --single-item <stage>`: DVC decides whether it is stale; every output line goes to `log`."""
-    env = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"}
-    env["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
+def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: dict[str, str] | None = None, tail_lines: int = 20) -> None:
+    """`dvc repro --single-item <stage>` (with `env` added to its environment): DVC decides whether it is stale. Every
+    output line goes to `log` with its level, without the stage's own log time and level (the caller's log adds
+    them) and without DVC's hints to commit or push by hand."""
+    environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
+    environment["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
     tail: deque[str] = deque(maxlen=tail_lines)
-    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+    with subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         assert process.stdout is not None
         for line in process.stdout:
             line = line.rstrip()
-            if line:
+            if line and not line.strip().startswith(DVC_HINTS):
                 tail.append(line)
-                log(line)
+                log(*_level_and_message(line))
     if process.returncode != 0:
         reason = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
         raise StageFailed(f"stage {stage!r} failed (dvc repro exit code {process.returncode}): {reason}")
+
+
+def _level_and_message(line: str) -> tuple[int, str]:
+    """A line of the stage's output: a log line ("12:00:00.000 | WARNING | name - message") as its level and the rest,
+    anything else at INFO."""
+    match = _LOG_LINE.match(line)
+    if match is None:
+        return logging.INFO, line
+    return logging.getLevelNamesMapping().get(match["level"], logging.INFO), match["rest"]
 
 
 def workspace_lock(root: Path, owner: str) -> AbstractContextManager[None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -241,9 +240,10 @@ def test_clean_dataset_dedups_within_and_across_categories_and_reports(tmp_path)
     assert rejected.loc["beach/broken.jpg", "reason"] == "truncated"
     assert rejected.loc["forest/page.jpg", "reason"] == "not_an_image"
     assert sorted(str(p.relative_to(clean)) for p in clean.rglob("*.jpg")) == sorted(manifest["file"])
-    assert json.loads((clean / "summary.json").read_text()) == asdict(summary)
-    assert summary.kept == 2 and summary.rejected_by_reason["duplicate"] == 1
-    assert summary.per_category["forest"] == {"kept": 1, "rejected": 2}
+    assert json.loads((clean / "summary.json").read_text()) == {"kept": 2, "rejected": 4}
+    assert summary.kept == 2 and summary.rejected_by_reason == {"duplicate": 1, "near_duplicate": 1, "not_an_image": 1, "truncated": 1}
+    assert summary.per_category["forest"] == {"kept": 1, "rejected": 2, "duplicate": 0, "near_duplicate": 1, "not_an_image": 1, "truncated": 0}
+    assert pd.read_csv(clean / "counts.csv").to_dict("records") == [{"category": name, **counts} for name, counts in summary.per_category.items()]
     assert not (tmp_path / ".clean.partial").exists()
 
 

@@ -47,12 +47,14 @@ def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(p
     assert Image.open(repo / f"data/split/{folder}_x/{name}").mode == "L"
     assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (32, 32)
     metrics = run(repo, env, "dvc", "metrics", "show").stdout
-    assert "summary.json" in metrics and "kept" in metrics and "eval/metrics.json" in metrics
+    assert "summary.json" in metrics and "kept" in metrics and "eval/metrics.json" in metrics and "gray_psnr" in metrics
+    assert max(len(line) for line in metrics.splitlines()) <= 140  # fits a terminal; the detail is in plots
     assert Colorizer.load(repo / "data/models/generator.pt").info["epochs"] == 1
     assert (repo / "data/models/checkpoint.pt").is_file() and (repo / "data/eval/grids/overview.png").is_file()
     run(repo, env, "dvc", "plots", "show", "-o", str(repo.parent / "plots"))
     page = (repo.parent / "plots" / "index.html").read_text()
     assert "loss_g_l1" in page and "data_eval_grids_overview.png" in page and "data_split_preview.png" in page
+    assert "PSNR per category" in page and "Images kept per category" in page
 
     second = run(repo, env, "dvc", "repro")
     assert stages_run(second.stdout) == set()

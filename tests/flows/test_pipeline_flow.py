@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.deployments import run_deployment
 
 from pipeline.versioning.rebuild import workspace_lock
@@ -40,6 +40,13 @@ class Served:
 
     def git(self, *args: str) -> str:
         return run(self.repo, self.env, "git", *args).stdout
+
+
+def stage_states(flow_run_id) -> dict[str, str]:
+    """The state name of each stage task of a pipeline run: Rebuilt, or Skipped (DVC found it up to date)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run.state.name for run in runs if run.name in STAGES}
 
 
 def artifacts(flow_run_id) -> dict[str, str]:
@@ -84,6 +91,7 @@ def test_the_deployment_has_its_cron_schedule_and_runs_one_at_a_time(served):
         deployment = client.read_deployment_by_name(DEPLOYMENT)
     assert [schedule.schedule.cron for schedule in deployment.schedules] == ["0 3 * * *"]
     assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1
+    assert deployment.entrypoint == "flows.pipeline.rebuild_and_publish"
 
 
 def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_tags(served, first_run):
@@ -91,12 +99,23 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
     assert flow_run.state.is_completed(), flow_run.state.message
     names = task_run_names(flow_run.id)
     assert names[: len(STAGES)] == list(STAGES)
-    assert {name.split("-")[0] for name in names[len(STAGES):]} == {"push_artifacts", "commit_lock"}
+    assert set(names[len(STAGES):]) == {"dvc push", "git commit"}
+    assert stage_states(flow_run.id) == {name: "Rebuilt" for name in STAGES}
     summary = artifacts(flow_run.id)["pipeline-run"]
-    assert "| train | rebuilt |" in summary and "files" in summary
-    with get_client(sync_client=True) as client:
-        keys = {artifact.key for artifact in client.read_artifacts()}
-    assert {"clean-summary", "training"} <= keys  # the stages' own flow runs report to the same server
+    assert re.search(r"\| train \| Rebuilt \| flow run \[[\w-]+\]\(/runs/flow-run/[0-9a-f-]{36}\) \|", summary) and "files" in summary
+    assert "## Evaluation" in summary and "| gray_psnr |" in summary
+    tag = f"pipeline-run:{str(flow_run.id)[:8]}"
+    with get_client(sync_client=True) as client:  # each stage's own flow run: tagged, linked back, with its artifacts
+        stage_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+    assert len(stage_runs) == len(STAGES)
+    for stage_run in stage_runs:
+        found = artifacts(stage_run.id)
+        assert f"/runs/flow-run/{flow_run.id}" in found["pipeline-run"]
+        assert f"/runs/flow-run/{stage_run.id}" in summary
+    keys = {key for stage_run in stage_runs for key in artifacts(stage_run.id)}
+    assert {"clean-summary", "training", "training-samples", "split-preview", "evaluation"} <= keys
+    assert all("data:image/jpeg;base64," in artifacts(stage_run.id).get(key, "data:image/jpeg;base64,")
+               for stage_run in stage_runs for key in ("training-samples", "split-preview", "evaluation"))
 
     today = datetime.now(timezone.utc).date()
     assert served.git("tag", "--list").split() == [f"colorize-{today}"]
@@ -112,7 +131,8 @@ def test_a_run_with_nothing_to_rebuild_pushes_and_commits_nothing(served, first_
     assert served.git("rev-parse", "HEAD") == head
     assert served.remote_files() == remote
     summary = artifacts(flow_run.id)["pipeline-run"]
-    assert "rebuilt |" not in summary and "0 files" in summary
+    assert "Rebuilt" not in summary and "0 files" in summary
+    assert stage_states(flow_run.id) == {name: "Skipped" for name in STAGES}
 
 
 def test_a_run_triggered_while_another_is_in_progress_waits_for_it(served, first_run):

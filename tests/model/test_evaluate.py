@@ -70,9 +70,23 @@ def evaluated(tmp_path_factory):
     return split_root, root / "eval", metrics
 
 
-def test_metrics_json_summarises_model_and_baseline_overall_and_per_category(evaluated):
+def test_metrics_json_holds_the_headline_numbers_and_the_files_beside_it_every_score(evaluated):
     _, eval_root, metrics = evaluated
-    assert json.loads((eval_root / "metrics.json").read_text()) == metrics
+    headline = json.loads((eval_root / "metrics.json").read_text())
+    assert headline == {
+        "psnr": metrics["model"]["psnr"]["mean"], "gray_psnr": metrics["baseline"]["psnr"]["mean"],
+        "ab_error": metrics["model"]["ab_error"]["mean"], "gray_ab_error": metrics["baseline"]["ab_error"]["mean"],
+        "real_psnr": metrics["real_photos"]["model"]["psnr"]["mean"], "real_gray_psnr": metrics["real_photos"]["baseline"]["psnr"]["mean"],
+    }
+    assert json.loads((eval_root / "scores.json").read_text()) == {key: metrics[key] for key in ("model", "baseline", "images", "real_photos")}
+    per_category = pd.read_csv(eval_root / "per_category.csv").set_index("category")
+    assert list(per_category.index) == sorted(CATEGORIES) and len(per_category.columns) == 2 * len(METRICS)
+    for category in CATEGORIES:
+        assert per_category.loc[category, "gray_ssim"] == pytest.approx(metrics["per_category"][category]["baseline"]["ssim"]["mean"])
+
+
+def test_the_scores_summarise_model_and_baseline_overall_and_per_category(evaluated):
+    _, _, metrics = evaluated
     assert set(metrics) == {"model", "baseline", "per_category", "images", "real_photos"}
     assert metrics["images"] == len(CATEGORIES) * TEST_PER_CATEGORY
     assert set(metrics["per_category"]) == set(CATEGORIES)
