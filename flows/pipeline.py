@@ -32,7 +32,7 @@ from flows.cli import DATA, PIPELINE_TAG, handle_ctrl_c
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.evaluate import METRICS_FILE
-from pipeline.versioning.publish import commit_version, push, require_git
+from pipeline.versioning.publish import MODEL_ARTIFACT, commit_version, push, register_model, require_git
 from pipeline.versioning.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
 
 ROOT = Path(".")
@@ -91,6 +91,8 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     what = f"rebuilt {', '.join(changed)}" if changed else "the version an earlier run rebuilt but did not commit"
     version = commit_version(ROOT, f"pipeline run {today}: {what}", today if tag else None)
     get_run_logger().info("git: %s", f"commit {version[0]}" + (f", tag {version[1]}" if version[1] else "") if version else "nothing to commit")
+    if version and tag and (model := register_model(ROOT, f"pipeline run {today}: the colorizer of commit {version[0]}")):
+        get_run_logger().info("model registry: %s (dvc artifacts get . %s --rev %s)", model, MODEL_ARTIFACT, model)
     return version
 
 

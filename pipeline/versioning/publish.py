@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import date
 from pathlib import Path
+
+import yaml
 
 from pipeline.core.errors import PipelineError
 
 VERSION_FILES = ("dvc.lock", "params.yaml")
 TAG_PREFIX = "colorize-"
+MODEL_ARTIFACT = "colorizer"  # dvc.yaml's `artifacts:` name for data/models/generator.pt
+MODELS_OUT = "data/models"  # the train stage's output that holds it
 
 
 class PublishError(PipelineError):
@@ -74,3 +79,26 @@ def commit_version(root: Path, message: str, tag_day: date | None) -> tuple[str,
         tag = free_tag(root, tag_day)
         _git(root, "tag", "-a", tag, "-m", message)
     return commit, tag
+
+
+def register_model(root: Path, message: str) -> str | None:
+    """Register the committed model as the next version of the colorizer artifact, as `gto register` does (an annotated
+    tag colorizer@vX.Y.Z, the patch number bumped; `dvc artifacts get` and DVC Studio read it), unless the model is
+    the one the latest version already holds. Returns the tag, or None."""
+    versions = sorted(
+        (tuple(int(part) for part in match.groups()), tag)
+        for tag in _git(root, "tag", "--list", f"{MODEL_ARTIFACT}@v*").split()
+        if (match := re.fullmatch(rf"{MODEL_ARTIFACT}@v(\d+)\.(\d+)\.(\d+)", tag))
+    )
+    if versions and _models_hash(_git(root, "show", f"{versions[-1][1]}:dvc.lock")) == _models_hash(_git(root, "show", "HEAD:dvc.lock")):
+        return None
+    major, minor, patch = versions[-1][0] if versions else (0, 0, 0)
+    tag = f"{MODEL_ARTIFACT}@v{major}.{minor}.{patch + 1}"
+    _git(root, "tag", "-a", tag, "-m", message)
+    return tag
+
+
+def _models_hash(lock_text: str) -> str | None:
+    """The hash dvc.lock records for the train stage's models folder (None when the model was never trained)."""
+    outs = ((yaml.safe_load(lock_text) or {}).get("stages", {}).get("train") or {}).get("outs", [])
+    return next((out.get("md5") for out in outs if out.get("path") == MODELS_OUT), None)

@@ -118,7 +118,7 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
                for stage_run in stage_runs for key in ("training-samples", "split-preview", "evaluation"))
 
     today = datetime.now(timezone.utc).date()
-    assert served.git("tag", "--list").split() == [f"colorize-{today}"]
+    assert served.git("tag", "--list").split() == [f"colorize-{today}", "colorizer@v0.0.1"]  # the dated version, the model's
     assert served.git("show", "--name-only", "--format=%s", "HEAD").split("\n")[0].startswith(f"pipeline run {today}: rebuilt scrape")
     assert not served.git("status", "--porcelain", "--", "dvc.lock")
     assert len(served.remote_files()) > 10
@@ -165,8 +165,12 @@ def test_after_a_second_version_checking_out_the_first_tag_restores_the_first_mo
     assert flow_run.state.is_completed(), flow_run.state.message
     second_model = (served.repo / "data/models/generator.pt").read_bytes()
     assert second_model != first_model
-    tags = served.git("tag", "--list").split()
+    tags = [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorize-")]
     assert len(tags) == 2 and tags[1] == f"{tags[0]}-2"
+    assert [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorizer@")] == ["colorizer@v0.0.1", "colorizer@v0.0.2"]
+    fetched = tmp_path / "v1.pt"  # the model registry: a registered version, fetched without a clone
+    run(tmp_path, served.env, "dvc", "artifacts", "get", str(served.repo), "colorizer", "--rev", "colorizer@v0.0.1", "-o", str(fetched))
+    assert fetched.read_bytes() == first_model
 
     clone = tmp_path / "clone"
     run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
@@ -229,7 +233,7 @@ def test_a_version_whose_push_failed_is_pushed_committed_and_tagged_by_the_next_
     assert "rebuilt |" not in summary and "0 files" not in summary  # nothing rebuilt, yet the model went up
     assert served.git("rev-parse", "HEAD") != head and not served.git("status", "--porcelain", "--", "dvc.lock", "params.yaml")
     assert "rebuilt but did not commit" in served.git("log", "-1", "--format=%s")
-    assert len(served.git("tag", "--list").split()) == len(tags) + 1
+    assert len(served.git("tag", "--list").split()) == len(tags) + 2  # the dated version and the new model's
     clone = tmp_path / "clone"
     run(tmp_path, served.env, "git", "clone", "-q", str(served.repo), str(clone))
     run(clone, served.env, "dvc", "pull")

@@ -14,7 +14,7 @@ from flows.pipeline import schedule
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import LockHeld
-from pipeline.versioning.publish import PublishError, commit_version, uncommitted
+from pipeline.versioning.publish import PublishError, commit_version, register_model, uncommitted
 from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
 from tests.workspace import REPO, STAGES, edit_params, make_workspace
 
@@ -125,3 +125,22 @@ def test_the_pipeline_outside_git_with_git_commit_fails_before_the_first_stage(t
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"pipeline: error: {workspace}: not in a git repository, which publish.git_commit needs"
     assert sorted(path.name for path in (workspace / "data").iterdir()) == [".gitignore"]  # no stage ran
+
+
+def lock_with_models(md5: str) -> str:
+    return f"schema: '2.0'\nstages:\n  train:\n    outs:\n    - path: data/models\n      hash: md5\n      md5: {md5}\n"
+
+
+def test_a_new_model_is_registered_as_the_next_version_and_the_same_model_is_not(repo):
+    """As `gto register`: annotated tags colorizer@vX.Y.Z, the patch bumped; none when the model did not change."""
+    (repo / "dvc.lock").write_text(lock_with_models("aaa.dir"))
+    commit_version(repo, "first", None)
+    assert register_model(repo, "first model") == "colorizer@v0.0.1"
+    assert git(repo, "cat-file", "-t", "colorizer@v0.0.1").strip() == "tag"  # annotated, as DVC's registry needs
+    (repo / "params.yaml").write_text("v2\n")
+    commit_version(repo, "params only", None)
+    assert register_model(repo, "same model") is None
+    git(repo, "tag", "-a", "colorizer@v1.2.3", "-m", "registered by hand")
+    (repo / "dvc.lock").write_text(lock_with_models("bbb.dir"))
+    commit_version(repo, "second", None)
+    assert register_model(repo, "second model") == "colorizer@v1.2.4"
