@@ -105,8 +105,8 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
     if version:
         lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
     if headline:
-        lines += ["", "## Evaluation (data/eval/metrics.json)", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {name} | {value:.4g} |" for name, value in headline.items()]
+        lines += ["", "## Evaluation (data/eval/metrics.json)", "", "| metric | model | grayscale baseline |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {value:.4g} | {headline.get(f'gray_{name}', float('nan')):.4g} |" for name, value in headline.items() if not name.startswith("gray_")]
         lines += ["", "Every score, per category and on real photos, with the comparison grids: the `evaluation` artifact of "
                   "the evaluate stage's flow run (linked above when this run rebuilt it; else `dvc plots show`)."]
     return "\n".join(lines)

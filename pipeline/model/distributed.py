@@ -1,6 +1,6 @@
 """Training on several processes under torchrun: each process's place, its device and share of the batch, the
 process group (NCCL on CUDA, gloo on the CPU), and the collective steps the training loop takes. In a single process
-every function here is a no-op or the identity."""
+(no torchrun) the process is rank 0 of 1, there is no process group, and the collective steps change nothing."""
 
 from __future__ import annotations
 

@@ -58,12 +58,13 @@ def summarize_methods(per_image: pd.DataFrame) -> dict:
 
 
 def headline(summary: dict) -> dict[str, float]:
-    """metrics.json: PSNR and ab error of the model and of the grayscale baseline, and PSNR on the real photos."""
+    """metrics.json: PSNR and ab error of the model and (gray_<name>) of the grayscale baseline, and PSNR on the real
+    photos."""
     real = summary[REAL_PHOTOS]
     return {
         "psnr": summary["model"]["psnr"]["mean"], "gray_psnr": summary["baseline"]["psnr"]["mean"],
         "ab_error": summary["model"]["ab_error"]["mean"], "gray_ab_error": summary["baseline"]["ab_error"]["mean"],
-        "real_psnr": real["model"]["psnr"]["mean"], "real_gray_psnr": real["baseline"]["psnr"]["mean"],
+        "real_psnr": real["model"]["psnr"]["mean"], "gray_real_psnr": real["baseline"]["psnr"]["mean"],
     }
 
 

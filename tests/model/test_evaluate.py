@@ -76,7 +76,7 @@ def test_metrics_json_holds_the_headline_numbers_and_the_files_beside_it_every_s
     assert headline == {
         "psnr": metrics["model"]["psnr"]["mean"], "gray_psnr": metrics["baseline"]["psnr"]["mean"],
         "ab_error": metrics["model"]["ab_error"]["mean"], "gray_ab_error": metrics["baseline"]["ab_error"]["mean"],
-        "real_psnr": metrics["real_photos"]["model"]["psnr"]["mean"], "real_gray_psnr": metrics["real_photos"]["baseline"]["psnr"]["mean"],
+        "real_psnr": metrics["real_photos"]["model"]["psnr"]["mean"], "gray_real_psnr": metrics["real_photos"]["baseline"]["psnr"]["mean"],
     }
     assert json.loads((eval_root / "scores.json").read_text()) == {key: metrics[key] for key in ("model", "baseline", "images", "real_photos")}
     per_category = pd.read_csv(eval_root / "per_category.csv").set_index("category")
