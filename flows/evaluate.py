@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.artifacts import picture
 from flows.cli import DATA, main
 from pipeline.config import Params
-from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, evaluate_model
+from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
 from pipeline.model.metrics import METRICS
 
 EVAL = DATA / "eval"
@@ -30,7 +30,7 @@ def _methods_table(summaries: dict) -> list[str]:
     ]
 
 
-def metrics_report(metrics: dict) -> str:
+def metrics_report(metrics: Scores) -> str:
     """Markdown: every metric for the model and the baseline, the main metrics per category (model / baseline), then
     every metric on the real photos out of domain."""
     real = metrics[REAL_PHOTOS]
@@ -56,7 +56,7 @@ def metrics_report(metrics: dict) -> str:
 
 
 @flow(name="evaluate")
-def evaluate(params: Params) -> dict:
+def evaluate(params: Params) -> Scores:
     metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
     grids = EVAL / GRIDS
     pictures = "\n".join([picture(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
@@ -66,7 +66,7 @@ def evaluate(params: Params) -> dict:
     return metrics
 
 
-def run(params: Params) -> dict:
+def run(params: Params) -> Scores:
     """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
     return evaluate(params)
 

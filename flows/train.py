@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -15,19 +14,19 @@ from flows.artifacts import create_picture_artifact
 from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
-from pipeline.model.train import samples_image, train_model
+from pipeline.model.train import TrainingInfo, samples_image, train_model
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"
 
 
-def run_training(params: Params) -> dict[str, Any]:
+def run_training(params: Params) -> TrainingInfo:
     """The training itself, without Prefect: what the flow runs."""
     return train_model(DATA / "split", MODELS, TRAINING_LOG, params)
 
 
 @flow(name="train")
-def train(params: Params) -> dict[str, Any]:
+def train(params: Params) -> TrainingInfo:
     info = run_training(params)
     create_table_artifact(
         key="training",
@@ -38,10 +37,10 @@ def train(params: Params) -> dict[str, Any]:
         create_picture_artifact("training-samples", f"Held-out samples after epoch {info['epochs']}",
                                 [(samples_image(TRAINING_LOG, info["epochs"]), "Grayscale input | colorized | original")],
                                 "The latest epoch's colorization of held-out test images")
-    return {"epochs": info["epochs"]}
+    return info
 
 
-def train_beside_rank_0(params: Params) -> dict[str, Any]:
+def train_beside_rank_0(params: Params) -> TrainingInfo:
     """What torchrun's other ranks run: the training outside any flow run (rank 0's is the training's one flow run);
     their few log lines go to the console only."""
     with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
@@ -54,7 +53,7 @@ def torchrun_command(nproc: int) -> list[str]:
     return [*torchrun, "-m", "flows.train", *sys.argv[1:]]
 
 
-def run(params: Params) -> dict[str, Any]:
+def run(params: Params) -> TrainingInfo:
     """One process of the stage. With train.nproc > 1 and not yet under torchrun (or another launcher that sets
     WORLD_SIZE), it becomes torchrun; one process (train.nproc 1) runs the flow without torchrun's start-up, exactly as
     before; under torchrun, rank 0 runs the flow and the other ranks train beside it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from pipeline.core.parallel import batched
 from pipeline.core.progress import track_batches
 from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model.colorizer import Colorizer, load_colorizer
-from pipeline.model.metrics import METRICS, grayscale_baseline, image_metrics, summarize
+from pipeline.model.metrics import METRICS, Summary, grayscale_baseline, image_metrics, summarize
 from pipeline.model.real_photos import real_photos
 
 METRICS_FILE = "metrics.json"  # the headline numbers, DVC's metrics: model against the grayscale baseline
@@ -37,6 +38,22 @@ _OVERVIEW_ROWS = 2  # per category
 GridRow = list[Image.Image]  # grayscale input | colorized | original
 
 
+class PhotoScores(TypedDict):
+    """Mean and std of every metric for the model and the grayscale baseline over `images` images."""
+
+    model: Summary
+    baseline: Summary
+    images: int
+
+
+class Scores(PhotoScores):
+    """Every score of an evaluation: on the test images, overall and per category (category -> method -> summary),
+    and on the real photos. scores.json holds all but per_category, which per_category.csv tabulates."""
+
+    per_category: dict[str, dict[str, Summary]]
+    real_photos: PhotoScores
+
+
 def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) -> list[dict]:
     """One per-image row for the model's colorization and one for the grayscale baseline."""
     outputs = {"model": colorized, "baseline": grayscale_baseline(truth)}
@@ -47,7 +64,7 @@ def score(file: str, category: str, colorized: np.ndarray, truth: np.ndarray) ->
 
 
 def summarize_methods(per_image: pd.DataFrame) -> dict:
-    """metrics.json: mean and std of each metric per method, overall and per category, and the image count."""
+    """Mean and std of each metric per method, overall and per category, and the image count (Scores but real_photos)."""
     by_method = _by_method(per_image)
     per_category = {method: summarize(rows, by="category") for method, rows in by_method.items()}
     return {
@@ -57,10 +74,10 @@ def summarize_methods(per_image: pd.DataFrame) -> dict:
     }
 
 
-def headline(summary: dict) -> dict[str, float]:
+def headline(summary: Scores) -> dict[str, float]:
     """metrics.json: PSNR and ab error of the model and (gray_<name>) of the grayscale baseline, and PSNR on the real
     photos."""
-    real = summary[REAL_PHOTOS]
+    real = summary["real_photos"]
     return {
         "psnr": summary["model"]["psnr"]["mean"], "gray_psnr": summary["baseline"]["psnr"]["mean"],
         "ab_error": summary["model"]["ab_error"]["mean"], "gray_ab_error": summary["baseline"]["ab_error"]["mean"],
@@ -68,7 +85,7 @@ def headline(summary: dict) -> dict[str, float]:
     }
 
 
-def per_category_table(summary: dict) -> pd.DataFrame:
+def per_category_table(summary: Scores) -> pd.DataFrame:
     """per_category.csv: a row per category, each metric's mean for the model and (gray_<metric>) the baseline."""
     return pd.DataFrame([
         {"category": category, **{f"{prefix}{metric}": methods[method][metric]["mean"]
@@ -81,7 +98,7 @@ def _by_method(per_image: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {method: per_image[per_image["method"] == method] for method in METHODS}
 
 
-def score_real_photos(colorizer: Colorizer) -> tuple[dict, list[GridRow]]:
+def score_real_photos(colorizer: Colorizer) -> tuple[PhotoScores, list[GridRow]]:
     """The model and the grayscale baseline on scikit-image's real photos, each colorized at full resolution as `colorize`
     does: metrics.json's real_photos block (mean and std of each metric per method, and the photo count), and a grid row
     per photo."""
@@ -92,7 +109,7 @@ def score_real_photos(colorizer: Colorizer) -> tuple[dict, list[GridRow]]:
         rows += score(name, REAL_PHOTOS, np.asarray(colorized), np.asarray(photo))
         grid.append([photo.convert("L"), colorized, photo])
     by_method = _by_method(pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS))
-    return {**{method: summarize(method_rows) for method, method_rows in by_method.items()}, "images": len(grid)}, grid
+    return PhotoScores(model=summarize(by_method["model"]), baseline=summarize(by_method["baseline"]), images=len(grid)), grid
 
 
 def _open(path: Path, mode: str) -> Image.Image:
@@ -124,7 +141,7 @@ def _grid(rows: list[GridRow]) -> Image.Image:
     return image_grid(rows, cell=max(max(image.size) for row in rows for image in row))
 
 
-def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> dict:
+def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> Scores:
     """Score the model and the grayscale baseline on every test image and on the real photos; write metrics.json,
     scores.json, per_category.csv, per_image.csv (test images) and grids/; return every score."""
     test = _test_images(split_root)
@@ -142,7 +159,7 @@ def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: 
                 grid.append([gray, colorized, truth])
     per_image = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
     real_photo_metrics, real_photo_rows = score_real_photos(colorizer)
-    metrics = {**summarize_methods(per_image), REAL_PHOTOS: real_photo_metrics}
+    metrics = Scores(**summarize_methods(per_image), real_photos=real_photo_metrics)
     with staged_output(eval_root) as staging:
         per_image.to_csv(staging / PER_IMAGE_FILE, index=False)
         atomic_write_json(staging / METRICS_FILE, headline(metrics))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -82,14 +83,22 @@ def grayscale_baseline(truth: np.ndarray) -> np.ndarray:
     return np.round(np.clip(lab2rgb(lab), 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def _mean_std(rows: pd.DataFrame) -> dict:
+class MeanStd(TypedDict):
+    mean: float
+    std: float
+
+
+Summary = dict[str, MeanStd]  # metric -> its mean and std over a set of images
+
+
+def _mean_std(rows: pd.DataFrame) -> Summary:
     """{metric: {"mean", "std"}} with the population standard deviation (0 for a single image), rounded."""
     values = rows[list(METRICS)].astype(float)
     means, stds = values.mean(), values.std(ddof=0)
     return {m: {"mean": round(float(means[m]), _DECIMALS), "std": round(float(stds[m]), _DECIMALS)} for m in METRICS}
 
 
-def summarize(rows: pd.DataFrame, by: str | None = None) -> dict:
+def summarize(rows: pd.DataFrame, by: str | None = None) -> Summary | dict[str, Summary]:
     """Mean and std of each metric over `rows` (one per image), overall or per value of column `by`; JSON-serialisable."""
     missing = [m for m in METRICS if m not in rows.columns]
     if missing:

@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -182,7 +182,18 @@ def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path
         )
 
 
-def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> dict[str, Any]:
+class TrainingInfo(TypedDict):
+    """What a training returns, and generator.pt keeps as its `info`: the epochs done, each one's mean losses and
+    health, the train params, the seed, and what the model learnt from (`trained_on`)."""
+
+    epochs: int
+    history: list[dict[str, float]]
+    train: dict[str, Any]
+    seed: int
+    data: dict[str, Any]
+
+
+def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> TrainingInfo:
     """Train (or resume) the colorizer; write models_root/generator.pt and checkpoint.pt; log to live_dir. Under
     torchrun with WORLD_SIZE > 1 this is one of the DDP processes, each training on its shard of every global batch."""
     world = World.from_env()
@@ -194,7 +205,7 @@ def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Par
 
 def _train(
     split_root: Path, models_root: Path, live_dir: Path, params: Params, world: World, device: torch.device, batch_size: int
-) -> dict[str, Any]:
+) -> TrainingInfo:
     """train_model in this process, once its process group (if any) is set up."""
     cfg = params.train
     torch.manual_seed(params.seed)
@@ -236,10 +247,10 @@ def _train(
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
             if live is not None:
                 _publish_epoch(live, trainer, key, checkpoint_path, (x_test, y_test))
-    info = {
-        "epochs": trainer.epoch, "history": trainer.history, "train": cfg.model_dump(mode="json"), "seed": params.seed,
-        "data": trained_on(params, split_root, x_train),
-    }
+    info = TrainingInfo(
+        epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
+        data=trained_on(params, split_root, x_train),
+    )
     if world.is_main:
         save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, int(x_train.shape[-1]), info)
     if world.distributed:
