@@ -92,7 +92,7 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     version = commit_version(ROOT, f"pipeline run {today}: {what}", today if tag else None)
     get_run_logger().info("git: %s", f"commit {version[0]}" + (f", tag {version[1]}" if version[1] else "") if version else "nothing to commit")
     if version and tag and (model := register_model(ROOT, f"pipeline run {today}: the colorizer of commit {version[0]}")):
-        get_run_logger().info("model registry: %s (dvc artifacts get . %s --rev %s)", model, MODEL_ARTIFACT, model)
+        get_run_logger().info("model registry: %s (dvc artifacts get . %s --rev %s)", model, MODEL_ARTIFACT, model.split("@")[1])
     return version
 
 

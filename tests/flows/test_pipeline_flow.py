@@ -169,7 +169,7 @@ def test_after_a_second_version_checking_out_the_first_tag_restores_the_first_mo
     assert len(tags) == 2 and tags[1] == f"{tags[0]}-2"
     assert [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorizer@")] == ["colorizer@v0.0.1", "colorizer@v0.0.2"]
     fetched = tmp_path / "v1.pt"  # the model registry: a registered version, fetched without a clone
-    run(tmp_path, served.env, "dvc", "artifacts", "get", str(served.repo), "colorizer", "--rev", "colorizer@v0.0.1", "-o", str(fetched))
+    run(tmp_path, served.env, "dvc", "artifacts", "get", str(served.repo), "colorizer", "--rev", "v0.0.1", "-o", str(fetched))
     assert fetched.read_bytes() == first_model
 
     clone = tmp_path / "clone"
