@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from pipeline.core.fsutil import sha256_file
 from pipeline.core.images import luminance_gray
 from pipeline.core.parallel import process_pool
 from pipeline.dataset.clean import clean_dataset
+from pipeline.dataset.manifests import MANIFEST, RawFile, ResizedFile, SplitFile, columns, read_table, write_table
 from pipeline.dataset.resize import resize_dataset
 from pipeline.model.evaluate import evaluate_model
 from pipeline.model.train import GENERATOR_FILE, train_model
@@ -71,13 +73,9 @@ def _clean_and_resize(dataset: Path, part: str, params: Params, work: Path) -> P
     raw_root.mkdir(parents=True)
     (raw_root / part).symlink_to((dataset / part).resolve())
     files = sorted(path for path in (dataset / part).glob("*/*") if path.is_file())
-    pd.DataFrame(
-        {
-            "file": [f"{part}/{path.parent.name}/{path.name}" for path in files],
-            "category": [path.parent.name for path in files],
-            "sha256": [sha256_file(path) for path in files],
-        }
-    ).to_csv(raw_root / "manifest.csv", index=False)
+    rows = [RawFile(f"{part}/{path.parent.name}/{path.name}", path.parent.name, "folder", path.resolve().as_uri(), sha256_file(path), path.stat().st_size)
+            for path in files]
+    write_table(raw_root / MANIFEST, RawFile, [asdict(row) for row in rows])
     with process_pool(params.workers) as pool:
         summary = clean_dataset(raw_root, clean_root, params.clean, pool.map, params.workers)
         resize_dataset(clean_root, resized_root, params.resize, pool.map, params.workers)
@@ -88,24 +86,25 @@ def _clean_and_resize(dataset: Path, part: str, params: Params, work: Path) -> P
 def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
     """work/split-<key>: the training and the test photos, each cleaned and resized, laid out as the split stage lays
     them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset and clean/resize params."""
-    settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump(), "test": "cleaned"}
+    settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump(), "test": "cleaned",
+                "manifest": columns(SplitFile)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     split_root = work / f"split-{key}"
-    if (split_root / "manifest.csv").is_file():
+    if (split_root / MANIFEST).is_file():
         return split_root
     staging = work / "split-staging"
     shutil.rmtree(staging, ignore_errors=True)
     for folder in ("train_x", "train_y", "test_x", "test_y"):
         (staging / folder).mkdir(parents=True)
-    rows = []
+    split_rows = []
     for part in ("train", "test"):
         resized_root = _clean_and_resize(dataset, part, params, work)
-        for resized_file, category in pd.read_csv(resized_root / "manifest.csv")[["file", "category"]].itertuples(index=False):
+        for resized_file, category in read_table(resized_root / MANIFEST, ResizedFile)[["file", "category"]].itertuples(index=False):
             name = resized_file.replace("/", "_")
             with Image.open(resized_root / resized_file) as image:
                 _write_pair(image.convert("RGB"), staging, part, name)
-            rows.append({"file": name, "category": category, "split": part})
-    pd.DataFrame(rows).to_csv(staging / "manifest.csv", index=False)
+            split_rows.append(SplitFile(name, category, part, f"{resized_root.name}/{resized_file}"))  # relative to the work folder
+    write_table(staging / MANIFEST, SplitFile, [asdict(row) for row in split_rows])
     staging.rename(split_root)
     return split_root
 
