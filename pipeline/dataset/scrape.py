@@ -57,11 +57,7 @@ def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterat
         yield from (Unit(category, part, tuple(items)) for part, items in enumerate(source.plan(category, batch_size)))
 
 
-def serial_units(fn: Callable[[Unit], Scraped], units: Iterable[Unit]) -> Iterator[Scraped]:
-    return map(fn, units)
-
-
-def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = serial_units) -> ScrapeResult:
+def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) -> ScrapeResult:
     """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
     with manifest.csv and attempts.csv; a Ctrl-C stops a network source's transfers at once."""
     source, categories = define_source(params), params.source.categories

@@ -72,7 +72,8 @@ class Colorizer:
             normalization = LabNormalization(**payload["normalization"])
             image_size, info = int(payload["image_size"]), dict(payload["info"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = f"generator.{describe_problems(exc)}" if isinstance(exc, ValidationError) else one_line(str(exc))  # load_state_dict lists every missing and unexpected key over many lines
+            # load_state_dict lists every missing and unexpected key over many lines: one line says it
+            reason = f"generator.{describe_problems(exc)}" if isinstance(exc, ValidationError) else one_line(str(exc))
             raise ValueError(f"{path}: the weights do not fit the architecture the file describes ({reason})") from None
         target = device if isinstance(device, torch.device) else resolve_device(device, "device")
         return cls(net.to(target).eval(), normalization, image_size, target, info)

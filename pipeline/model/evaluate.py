@@ -100,7 +100,7 @@ def _by_method(per_image: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def score_real_photos(colorizer: Colorizer) -> tuple[PhotoScores, list[GridRow]]:
     """The model and the grayscale baseline on scikit-image's real photos, each colorized at full resolution as `colorize`
-    does: metrics.json's real_photos block (mean and std of each metric per method, and the photo count), and a grid row
+    does: the real_photos block of the scores (mean and std of each metric per method, and the photo count), and a grid row
     per photo."""
     rows: list[dict] = []
     grid: list[GridRow] = []

@@ -81,9 +81,9 @@ class Source(ABC, Generic[P]):
         """Do one unit into root/<category slug>/, resuming from its journal; a network source stops (raises
         `Stopped`) soon after `stop` is set."""
 
+    @abstractmethod
     def describe(self) -> str:
         """Where the images come from, in a line (shown with the scrape's counts)."""
-        return f"the {self.name} source"
 
 
 def save_raw(root: Path, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:

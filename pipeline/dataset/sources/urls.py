@@ -118,20 +118,22 @@ def _chunks(path: Path, columns: list[str]) -> Iterator[pd.DataFrame]:
             import pyarrow.parquet as pq
 
             table = pq.ParquetFile(path)
-            missing = [column for column in columns if column not in table.schema_arrow.names]
-            if missing:
-                raise UrlsError(f"{path}: no column {', '.join(map(repr, missing))} (source.urls.url_column / category_column)")
+            _check_columns(path, table.schema_arrow.names, columns)
             for batch in table.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
                 yield batch.to_pandas().fillna("").astype(str)
             return
         with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS) as reader:
             for chunk in reader:
-                missing = [column for column in columns if column not in chunk.columns]
-                if missing:
-                    raise UrlsError(f"{path}: no column {', '.join(map(repr, missing))} (source.urls.url_column / category_column)")
+                _check_columns(path, list(chunk.columns), columns)
                 yield chunk[columns]
     except UrlsError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UrlsError(f"{path}: cannot read it as {path.suffix.lower().lstrip('.')} ({reason})") from None
+
+
+def _check_columns(path: Path, present: list[str], columns: list[str]) -> None:
+    missing = [column for column in columns if column not in present]
+    if missing:
+        raise UrlsError(f"{path}: no column {', '.join(map(repr, missing))} (source.urls.url_column / category_column)")
