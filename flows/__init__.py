@@ -2,9 +2,36 @@
 
 import logging
 import os
+import signal
+import sys
 
 # No traffic beyond loopback: Prefect's temporary server would otherwise send usage telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Show the library's log lines (progress, warnings) in Prefect's logs and UI.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline")
 logging.getLogger("pipeline").setLevel(logging.INFO)
+
+
+def stopped(signum: int) -> str:
+    """How a signal stops a command, in the one line it ends with: 'terminated' (SIGTERM) or 'interrupted' (Ctrl-C)."""
+    return "terminated" if signum == signal.SIGTERM else "interrupted"
+
+
+def stop_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while a command still imports (seconds), before flows.cli handles them: nothing is done yet,
+    so it stops at once, in one line rather than a traceback or nothing at all."""
+    sys.exit(f"{COMMAND.removeprefix('flows.')}: {stopped(signum)} while starting; nothing was done; run it again")
+
+
+def _running_module() -> str:
+    """The module of `python -m <module>`, while runpy imports its package (then sys.argv[0] is '-m'), else ''."""
+    if sys.argv[:1] != ["-m"] or "-m" not in sys.orig_argv[:-1]:
+        return ""
+    return sys.orig_argv[sys.orig_argv.index("-m") + 1]
+
+
+COMMAND = _running_module()  # e.g. flows.clean; '' when this package is imported otherwise
+if COMMAND.startswith("flows.") and COMMAND != "flows.temporary_server":  # the server says nothing: its stage stops it
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_signum) in (signal.default_int_handler, signal.SIG_DFL):  # not when started with it ignored
+            signal.signal(_signum, stop_while_starting)

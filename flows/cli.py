@@ -1,10 +1,9 @@
 """The command line of every stage, `python -m flows.<stage>`: validate params.yaml, run the stage, and end a known
-failure or a Ctrl-C with one line."""
+failure, a Ctrl-C or a SIGTERM with one line."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 from prefect import tags
 from prefect.settings import PREFECT_API_URL
 
+from flows import stop_while_starting, stopped
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.core.errors import PipelineError
 
@@ -22,21 +22,36 @@ DATA = Path("data")  # the stages' inputs and outputs, relative to the repositor
 PIPELINE_TAG = "COLORIZE_PIPELINE_TAG"  # set by the pipeline flow for the stages it runs: their flow runs carry the tag
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM (a scheduler, a preempted machine, `kill`): the stage stops, keeping finished work."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return stopped(self.signum)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    """Ctrl-C: the batches it cuts short report nothing more (their errors would only bury the stage's one line)."""
-    logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
 
 
-def handle_ctrl_c() -> None:
-    """Let a Ctrl-C in a terminal end this command within seconds, with its one line: Prefect's temporary server (when
-    there is no PREFECT_API_URL) in a session of its own, and the batches the interrupt cuts short quiet."""
+def handle_interrupts() -> None:
+    """Let Ctrl-C in a terminal, or SIGTERM, end this command within seconds, with its one line: Prefect's temporary
+    server (when there is no PREFECT_API_URL) in a session of its own, ended with this process."""
     if not PREFECT_API_URL.value():
         from flows.temporary_server import use_own_session_server
 
         use_own_session_server()
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
-        signal.signal(signal.SIGINT, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL, stop_while_starting):  # not when ignored
+            signal.signal(signum, _interrupt)
+
+
+def interrupted(exc: KeyboardInterrupt) -> str:
+    """How the command was stopped: 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM)."""
+    return str(exc) if isinstance(exc, Interrupted) else "interrupted"
 
 
 def main(stage: str, run: Callable[[Params], Any], description: str) -> None:
@@ -45,11 +60,28 @@ def main(stage: str, run: Callable[[Params], Any], description: str) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args()
-    handle_ctrl_c()
+    handle_interrupts()
     try:
         with tags(*filter(None, [os.environ.get(PIPELINE_TAG)])):
             run(load_params(args.params))
     except PipelineError as exc:
+        exit_at_the_next_signal()
         sys.exit(f"{stage}: error: {exc}")
-    except KeyboardInterrupt:
-        sys.exit(f"{stage}: interrupted; its output was not published; run it again to finish (finished work is kept)")
+    except KeyboardInterrupt as exc:
+        exit_at_the_next_signal()
+        sys.exit(f"{stage}: {interrupted(exc)}; its output was not published; run it again to finish (finished work is kept)")
+    exit_at_the_next_signal(f"{stage}: {{how}} as it exited; its output is complete; run it again to record it")
+
+
+def exit_at_the_next_signal(line: str = "") -> None:
+    """From here on the command only exits (Prefect stops its temporary server, seconds): Ctrl-C or SIGTERM now ends it
+    at once, with `line` ({how}: terminated or interrupted) when it has not said its last line yet."""
+
+    def exit_now(signum: int, frame: Any) -> None:
+        if line:
+            print(line.format(how=stopped(signum)), file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is _interrupt:
+            signal.signal(signum, exit_now)

@@ -28,7 +28,7 @@ from prefect.schedules import Cron
 from prefect.states import Completed, Failed, State
 from pydantic import ValidationError
 
-from flows.cli import DATA, PIPELINE_TAG, handle_ctrl_c
+from flows.cli import DATA, PIPELINE_TAG, exit_at_the_next_signal, handle_interrupts, interrupted
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.evaluate import METRICS_FILE
@@ -179,7 +179,7 @@ def main() -> None:
     serving.add_argument("--cron", help="cron schedule (default: schedule.cron in params.yaml)")
     serving.add_argument("--timezone", help="the schedule's time zone (default: schedule.timezone in params.yaml)")
     args = parser.parse_args()
-    handle_ctrl_c()
+    handle_interrupts()
     try:
         params = load_params(args.params)
         if args.command == "serve":
@@ -189,9 +189,12 @@ def main() -> None:
             if state.is_failed():
                 sys.exit(f"pipeline: error: {state.message}")
     except PipelineError as exc:
+        exit_at_the_next_signal()
         sys.exit(f"pipeline: error: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("pipeline: interrupted; stages that finished are recorded in dvc.lock; run it again to finish")
+    except KeyboardInterrupt as exc:
+        exit_at_the_next_signal()
+        sys.exit(f"pipeline: {interrupted(exc)}; stages that finished are recorded in dvc.lock; run it again to finish")
+    exit_at_the_next_signal()
 
 
 if __name__ == "__main__":

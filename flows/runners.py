@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -111,14 +112,27 @@ def batch_tasks(name: str, workers: int, processes: bool = True) -> Iterator[Bat
         threads = client.nthreads()
         logger.info("%s: per-item work on Dask: scheduler %s, %d workers, %d threads; dashboard %s",
                     name, client.scheduler.address, len(threads), sum(threads.values()), client.dashboard_link)
-        yield Batches(name, WINDOW_PER_WORKER * max(1, sum(threads.values())), folder=os.getcwd())
+        with _quiet_when_cut_short():
+            yield Batches(name, WINDOW_PER_WORKER * max(1, sum(threads.values())), folder=os.getcwd())
     elif processes:
         logger.info("%s: per-item work in a local process pool of %d workers", name, workers)
-        with process_pool(workers) as pool:
+        with process_pool(workers) as pool, _quiet_when_cut_short():
             yield Batches(name, WINDOW_PER_WORKER * workers, pool)
     else:
         logger.info("%s: per-item work in local threads", name)
-        yield Batches(name, WINDOW_PER_WORKER * workers)
+        with _quiet_when_cut_short():
+            yield Batches(name, WINDOW_PER_WORKER * workers)
+
+
+@contextlib.contextmanager
+def _quiet_when_cut_short() -> Iterator[None]:
+    """When the flow stops early (an error, Ctrl-C, SIGTERM), the batches it cuts short report nothing more: their
+    errors and tracebacks would only bury the stage's one line."""
+    try:
+        yield
+    except BaseException:
+        logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
+        raise
 
 
 def check_scheduler(address: str) -> None:

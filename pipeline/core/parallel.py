@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,35 +42,51 @@ def serial_map(fn: Callable[[list[T]], list[R]], batches: Sequence[list[T]]) -> 
 def process_pool(workers: int) -> Iterator[Executor]:
     """A process pool that is safe to start from a threaded program (spawned, not forked), for the duration.
 
-    Its processes ignore Ctrl-C (a terminal signals the whole process group): the program that owns the pool
-    decides. When the block ends in an error or an interrupt, the batches not started are dropped and the
-    running ones are killed, so the program stops at once rather than after the longest batch."""
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
-    )
-    _start_ignoring_ctrl_c(pool, workers)
+    Its processes ignore Ctrl-C and SIGTERM (a terminal or a scheduler signals the whole process group): the program
+    that owns the pool decides. When the block ends in an error or an interrupt, the batches not started are dropped
+    and the running ones are killed, so the program stops at once rather than after the longest batch. When the
+    program dies without a word (SIGKILL, the OOM killer), its processes end too."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
+    _start_ignoring_signals(pool, workers)
     try:
         yield pool
     except BaseException:
         processes = list((pool._processes or {}).values())  # no public way before Python 3.14's terminate_workers()
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
-            process.terminate()
+            process.kill()
         raise
     pool.shutdown()
 
 
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what a pool's processes leave to the program that owns the pool
 
-def _start_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
-    """Start the pool's processes now, with Ctrl-C ignored while they start: a process inherits that and ignores it from
-    birth, so a Ctrl-C during its start-up (before the initializer runs) cannot print a traceback. Only the main
-    thread may change signal handlers; elsewhere the processes start on demand and the initializer covers them."""
+
+def _start_worker() -> None:
+    """A pool process's start: it ignores IGNORED_SIGNALS, and ends as soon as the program that started it is gone
+    (the pipe its spawn came through closes then)."""
+    for signum in IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), daemon=True, name="parent-watch").start()
+
+
+def _exit_when_ready(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _start_ignoring_signals(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's processes now, with IGNORED_SIGNALS ignored while they start: a process inherits that and ignores
+    them from birth, so a Ctrl-C during its start-up (before the initializer runs) cannot print a traceback. Only the
+    main thread may change signal handlers; elsewhere the processes start on demand and the initializer covers them."""
     if threading.current_thread() is not threading.main_thread():
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in IGNORED_SIGNALS}
     try:
         for _ in range(workers):
             pool.submit(int)  # each submit with no idle process starts one
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

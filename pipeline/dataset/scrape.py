@@ -59,7 +59,8 @@ def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterat
 
 def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) -> ScrapeResult:
     """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
-    with manifest.csv and attempts.csv; a Ctrl-C stops a network source's transfers at once."""
+    with manifest.csv and attempts.csv; a Ctrl-C or SIGTERM stops a network source's
+    transfers at once."""
     source, categories = define_source(params), params.source.categories
     total = params.source.per_category * len(categories)
     stop = threading.Event()
@@ -68,7 +69,7 @@ def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) 
         units = plan_units(source, categories, batch_size_for(total, params.workers))
         try:
             results = list(track_batches(map_units(work, units), total, "scrape", unit="file"))
-        except KeyboardInterrupt:
+        except BaseException:  # an error, Ctrl-C, SIGTERM
             stop.set()  # transfers in flight are abandoned at once; local batches are short anyway
             raise
         result = ScrapeResult(source.describe(), write_raw_manifest(staging, results))
