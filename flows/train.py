@@ -14,7 +14,8 @@ from flows.artifacts import create_picture_artifact
 from flows.cli import DATA, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
-from pipeline.model.train import TrainingInfo, samples_image, train_model
+from pipeline.model.train import TrainingInfo, train_model
+from pipeline.model.training_log import samples_image
 
 MODELS = DATA / "models"
 TRAINING_LOG = DATA / "training"

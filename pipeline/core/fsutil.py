@@ -48,6 +48,9 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file under this process's umask (mkstemp gives 0600)
 
 
+UNFINISHED_WRITE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # .<name>.<mkstemp's 8 characters>.tmp: a write not yet renamed
+
+
 @contextmanager
 def _atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary file to write, created beside `path` and renamed onto it only when the block succeeds."""
@@ -61,6 +64,13 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_unfinished_writes(folder: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process left under `folder` (it never renamed them)."""
+    for path in folder.rglob(".*.tmp"):
+        if UNFINISHED_WRITE.match(path.name) and path.is_file():
+            path.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes | bytearray) -> None:
@@ -135,7 +145,7 @@ def staged_output(final: Path, resume_key: str | None = None) -> Iterator[Path]:
 
     On error or interruption the staging folder stays and `final` is untouched. The staging folder
     starts empty, unless `resume_key` is given and equals the key of the unfinished run left there:
-    then the work already done is kept for the caller to resume. One process at a time builds `final`:
+    then the work already done is kept for the caller to resume (less the writes a kill cut short). One process at a time builds `final`:
     another one is refused (LockHeld) while this one holds the lock beside it.
     """
     staging = staging_path(final)
@@ -145,9 +155,11 @@ def staged_output(final: Path, resume_key: str | None = None) -> Iterator[Path]:
         resumable = resume_key is not None and key_file.is_file() and key_file.read_text() == resume_key
         if staging.exists() and not resumable:
             shutil.rmtree(staging)
+        elif resumable:
+            remove_unfinished_writes(staging)
         staging.mkdir(parents=True, exist_ok=True)
         if resume_key is not None:
-            key_file.write_text(resume_key)
+            atomic_write_bytes(key_file, resume_key.encode())
         yield staging
         key_file.unlink(missing_ok=True)
         move_into_place(staging, final)

@@ -17,7 +17,6 @@ from typing import Any, TypedDict
 
 import numpy as np
 import torch
-from dvclive import Live
 from PIL import Image
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.config import Params
 from pipeline.core.errors import one_line
-from pipeline.core.fsutil import atomic_write_bytes, sha256_file
+from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
 from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model import data as data_module
@@ -46,6 +45,7 @@ from pipeline.model.distributed import (
 )
 from pipeline.model.metrics import capped_psnr, grayscale_baseline
 from pipeline.model.trainer import Trainer
+from pipeline.model.training_log import TrainingLog, training_log
 from pipeline.model.weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
-SAMPLES = "samples"  # live_dir/plots/images/samples/epoch-NNN.png: the held-out samples of each epoch
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
 
 
@@ -113,15 +112,6 @@ def _samples(x: torch.Tensor, y: torch.Tensor, colorized: np.ndarray) -> Image.I
     return image_grid(rows, cell=96)
 
 
-def samples_name(epoch: int) -> str:
-    return f"epoch-{epoch:03d}.png"
-
-
-def samples_image(live_dir: Path, epoch: int) -> Path:
-    """Where dvclive keeps the samples colorized at the end of `epoch` (when train.samples > 0)."""
-    return live_dir / "plots" / "images" / SAMPLES / samples_name(epoch)
-
-
 def health(colorized: np.ndarray, truths: np.ndarray) -> dict[str, float]:
     """Mean PSNR and colorfulness of colorizations (N×H×W×3 uint8) next to the grayscale baseline's PSNR and the truth's
     colorfulness: a model that stops beating gray, or turns sepia, shows here."""
@@ -160,19 +150,15 @@ def _train_epoch(
     return {name: total / images for name, total in totals.items()} | {"images_per_second": images / seconds}
 
 
-def _publish_epoch(live: Live, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Rank 0's end of an epoch: the health on the held-out images, the dvclive metrics and samples, then the
-    checkpoint; a warning when the discriminator wins."""
+def _publish_epoch(curves: TrainingLog, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Rank 0's end of an epoch: the health on the held-out images, the curves and samples, then the checkpoint (what a
+    later run trusts); a warning when the discriminator wins."""
     x, y = test
     colorized = _colorize(trainer, x, y)
     scores = health(colorized, y.permute(0, 2, 3, 1).numpy())
     trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in scores.items()}
-    for name, value in summary.items():
-        live.log_metric(f"train/{name}", value)
-    if trainer.cfg.samples:
-        samples = trainer.cfg.samples
-        live.log_image(f"{SAMPLES}/{samples_name(trainer.epoch)}", _samples(x[:samples], y[:samples], colorized[:samples]))
-    live.next_step()
+    samples = trainer.cfg.samples
+    curves.add_epoch(trainer.epoch, summary, _samples(x[:samples], y[:samples], colorized[:samples]) if samples else None)
     save_checkpoint(checkpoint_path, trainer.state(key))
     log.info("train: epoch %d/%d %s", trainer.epoch, trainer.cfg.epochs, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     if min(summary.get("d_accuracy_real", 0.0), summary.get("d_accuracy_fake", 0.0)) > DISCRIMINATOR_WINS:
@@ -219,6 +205,7 @@ def _train(
     if world.is_main:
         models_root.mkdir(parents=True, exist_ok=True)
         (models_root / GENERATOR_FILE).unlink(missing_ok=True)  # only a finished run leaves a generator
+        remove_unfinished_writes(models_root)  # what a killed run's checkpoint or generator write left
     state = _resumable(checkpoint_path, key)
     barrier(world)  # every process has read the checkpoint before rank 0 writes the next one
     if state is not None:
@@ -235,8 +222,7 @@ def _train(
         x_train, y_train = x_train.to(device), y_train.to(device)
     forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
     sampler = DistributedSampler(range(len(x_train)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
-    curves = Live(dir=str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None) if world.is_main else nullcontext()
-    with curves as live:  # rank 0's dvclive; None on the other ranks
+    with (training_log(live_dir, trainer.history) if world.is_main else nullcontext()) as curves:  # None on the other ranks
         while trainer.epoch < cfg.epochs:
             epoch = trainer.epoch + 1
             # the epoch's data order (single process), crops and flips; per rank under DDP, rank 0's as in a single process
@@ -245,8 +231,8 @@ def _train(
             trainer.set_learning_rates()
             summary = _train_epoch(trainer, (x_train, y_train), order, batch_size, rng, forwards, world)
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
-            if live is not None:
-                _publish_epoch(live, trainer, key, checkpoint_path, (x_test, y_test))
+            if curves is not None:
+                _publish_epoch(curves, trainer, key, checkpoint_path, (x_test, y_test))
     info = TrainingInfo(
         epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
         data=trained_on(params, split_root, x_train),

@@ -11,7 +11,7 @@ import pandas as pd
 from pipeline.config import MAX_PER_CATEGORY, parse_params
 from pipeline.dataset.manifests import ATTEMPTS, MANIFEST, Attempt, RawFile
 from pipeline.dataset.scrape import define_source, plan_units, write_raw_manifest
-from pipeline.dataset.sources.base import Scraped
+from pipeline.dataset.sources.base import Journal, Scraped
 
 
 def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
@@ -54,3 +54,32 @@ def test_attempts_list_every_url_tried_with_its_outcome_and_the_counts_say_how_m
         ["sea", "ftp://b/2", "not_http", "not an http(s) URL", ""],
     ]
     assert not (root / ".journal").exists()
+
+
+def test_a_journal_row_cut_short_by_a_kill_is_dropped_and_the_journal_goes_on(tmp_path):
+    (tmp_path / "sky").mkdir()
+    rows = [RawFile(f"sky/{name}.jpg", "sky", "synthetic", f"synthetic://sky/{name}", "0" * 64, 3) for name in "abc"]
+    for row in rows:
+        (tmp_path / row.file).write_bytes(b"abc")
+    journal = Journal(tmp_path, "sky-0")
+    journal.add(rows[0])
+    journal.skip(Attempt("sky", "synthetic://sky/x", "unreadable", "gone"))
+    with open(journal.path, "a") as torn:
+        torn.write("sky/b.jpg,sky,synth")  # the kill came in the middle of this append
+    with open(journal.skipped_path, "a") as torn:
+        torn.write('sky,"synthetic://sky/y\nmore')  # in the middle of a quoted field, after a newline in it
+
+    resumed = Journal(tmp_path, "sky-0")
+    assert resumed.done() == rows[:1] and [attempt.source_url for attempt in resumed.skipped()] == ["synthetic://sky/x"]
+    resumed.add(rows[2])
+    assert Journal(tmp_path, "sky-0").done() == [rows[0], rows[2]]
+
+
+def test_a_journal_whose_header_was_cut_short_starts_again_with_its_header(tmp_path):
+    (tmp_path / "sky").mkdir()
+    (tmp_path / "sky/a.jpg").write_bytes(b"abc")
+    journal = Journal(tmp_path, "sky-0")
+    journal.path.write_text("file,categ")  # killed while the first append wrote the header
+    row = RawFile("sky/a.jpg", "sky", "synthetic", "synthetic://sky/a", "0" * 64, 3)
+    Journal(tmp_path, "sky-0").add(row)
+    assert Journal(tmp_path, "sky-0").done() == [row]

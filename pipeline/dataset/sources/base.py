@@ -108,7 +108,8 @@ def _relative(category: str, name: str) -> str:
 
 class Journal:
     """Append-only CSVs of what one piece of scrape work (a category, or part of one) has produced so far, so an
-    interrupted scrape resumes: the files saved, and the URLs skipped. Not thread-safe: one writer per key."""
+    interrupted scrape resumes: the files saved, and the URLs skipped. A process killed in the middle of an append
+    leaves a row cut short: it is dropped when the journal is opened again. Not thread-safe: one writer per key."""
 
     def __init__(self, root: Path, key: str) -> None:
         self.root = root
@@ -116,6 +117,8 @@ class Journal:
         self.path = folder / f"{category_slug(key)}.csv"
         self.skipped_path = folder / f"{category_slug(key)}.skipped.csv"
         folder.mkdir(parents=True, exist_ok=True)
+        for path in (self.path, self.skipped_path):
+            _drop_torn_row(path)
 
     def done(self) -> list[RawFile]:
         """Rows recorded earlier whose file is still there with the recorded size."""
@@ -140,15 +143,26 @@ class Journal:
         _append_row(self.skipped_path, columns(Attempt), astuple(attempt))
 
 
+def _drop_torn_row(path: Path) -> None:
+    """Cut `path` after its last newline: what follows is a row (or header) whose append a kill cut short."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The journal's complete rows: every column present, none beyond them."""
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        return [row for row in csv.DictReader(handle) if None not in row and None not in row.values()]
 
 
 def _append_row(path: Path, columns: list[str], values: tuple) -> None:
-    new = not path.exists()
+    new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         if new:
