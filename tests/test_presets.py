@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.config import ParamsError, parse_params
 from pipeline.presets import PRESETS, applied, available, main, preset_settings
-from tests.workspace import REPO, run
+from pipeline.testing.workspace import REPO, run
 
 NAMES = ["bing-gpu", "cifar10", "scenes"]
 

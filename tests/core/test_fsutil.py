@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, sha256_file, staged_output, staging_path
-from tests.workspace import REPO
+from pipeline.testing.workspace import REPO
 
 
 def test_output_appears_only_on_success(tmp_path):
@@ -46,6 +46,17 @@ def test_resume_keeps_unfinished_work_only_for_the_same_key(tmp_path):
     with staged_output(final, resume_key="b") as staging:
         assert not (staging / "done.txt").exists()
     assert [p.name for p in final.iterdir()] == []
+
+
+def test_a_resumed_output_drops_the_writes_a_kill_cut_short_and_keeps_everything_else(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt), staged_output(final, resume_key="a") as staging:
+        atomic_write_bytes(staging / "sky" / "done.png", b"png")
+        (staging / "sky" / ".half.png.k3x_9qa2.tmp").write_bytes(b"pn")  # what SIGKILL leaves of atomic_write_bytes
+        (staging / "sky" / "yours.tmp").write_bytes(b"a file of that name, not a write cut short")
+        raise KeyboardInterrupt
+    with staged_output(final, resume_key="a") as staging:
+        assert sorted(path.name for path in (staging / "sky").iterdir()) == ["done.png", "yours.tmp"]
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

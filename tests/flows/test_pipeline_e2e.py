@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,9 @@ import yaml
 from PIL import Image
 
 from pipeline.model.colorizer import Colorizer
+from pipeline.testing.kills import RUN_TOKEN, processes_of
+from pipeline.testing.workspace import STAGES, edit_params, make_workspace, run
 from tests.hostile import press_ctrl_c, start_as_in_a_terminal
-from tests.workspace import STAGES, edit_params, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 
@@ -110,19 +112,26 @@ def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_r
         assert {p.name: p.stat().st_mtime_ns for p in (repo / output).glob("*/*") if p.name in made} == made
 
 
-def test_a_killed_training_resumes_from_its_last_checkpoint(project):
+def test_a_stage_killed_alone_leaves_no_process_and_the_training_resumes_from_its_last_checkpoint(project):
+    """SIGKILL to the stage's process only (the OOM killer's way): its temporary Prefect server and anything else it
+    started end within seconds, and the next `dvc repro` resumes the training."""
     repo, env = project
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["epochs"] = 40
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    edit_params(repo, train={"epochs": 40})
     run(repo, env, "dvc", "repro", "split")
-    process = subprocess.Popen([sys.executable, "-m", "flows.train"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token = uuid.uuid4().hex
+    alone = {key: value for key, value in env.items() if key != "PREFECT_API_URL"} | {RUN_TOKEN: token}  # its own server
+    process = subprocess.Popen([sys.executable, "-m", "flows.train"], cwd=repo, env=alone, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = repo / "data/models/checkpoint.pt"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not checkpoint.exists():
         time.sleep(0.2)
+    started = processes_of(token)
     process.kill()  # SIGKILL: no chance to clean up
     process.wait(timeout=60)
+    deadline = time.monotonic() + 5
+    while processes_of(token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(started) >= 2 and processes_of(token) == {}  # the stage and its temporary server, at least
     assert checkpoint.exists() and not (repo / "data/models/generator.pt").exists()
     reached = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 1 <= reached < 40

@@ -16,9 +16,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.deployments import run_deployment
 
+from pipeline.testing.workspace import STAGES, edit_params, files, make_workspace, run
 from pipeline.versioning.rebuild import workspace_lock
 from tests.prefect_api import task_run_names
-from tests.workspace import STAGES, edit_params, files, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 DEPLOYMENT = "colorize-pipeline/nightly"

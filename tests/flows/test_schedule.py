@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.workspace import edit_params, make_workspace
+from pipeline.testing.workspace import edit_params, make_workspace
 
 pytestmark = pytest.mark.e2e
 DEPLOYMENT = "colorize-pipeline/nightly"

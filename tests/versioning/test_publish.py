@@ -14,9 +14,9 @@ from flows.pipeline import schedule
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import LockHeld
+from pipeline.testing.workspace import REPO, STAGES, edit_params, make_workspace
 from pipeline.versioning.publish import PublishError, commit_version, register_model, uncommitted
 from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
-from tests.workspace import REPO, STAGES, edit_params, make_workspace
 
 pytestmark = pytest.mark.slow  # git, DVC and served deployments
 

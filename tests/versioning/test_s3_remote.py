@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.workspace import files, make_workspace, run
+from pipeline.testing.workspace import files, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 BUCKET = "colorize-artifacts"
