@@ -3,9 +3,9 @@
     python benchmarks/bench_kills.py [--kills 30] [--chain 4] [--seed 0] [--work DIR] [--prefect-api-url URL]
 
 In fresh copies of the repository with tiny params (2 categories of 14 synthetic images, 4 epochs), chains of kills:
-each run of a chain is killed once, with SIGKILL to its whole process group in the middle of a write of a random kind
-(the n-th of that kind, n at random), or with SIGKILL or SIGTERM at a random moment of a random stage (the first kill
-of a chain, at times, at a random moment of the whole run, DVC's own work between stages included); the next run resumes
+each run of a chain is killed once, with SIGKILL to its whole process group in the middle of a write (the n-th of its
+kind, n at random), or with SIGKILL or SIGTERM at a random moment of a stage or of the whole run (DVC's own work between
+stages included); every kind of write, every stage and the whole run are dealt once before any again. The next run resumes
 what it left, and the last one runs to the end. Until --kills kills have landed. Each kill must leave no process of the
 run (each stage's temporary Prefect server included, unless --prefect-api-url names a running one), no run may print a
 traceback, SIGTERM must end a run within seconds in one line, and each chain's final data/ must match an uninterrupted
@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.testing.kills import Harness, Run, differences, plan_kills
+from pipeline.testing.kills import Harness, KillPlan, Run, differences
 from pipeline.testing.workspace import STAGES
 
 
@@ -37,12 +37,13 @@ def main() -> None:
     parser.add_argument("--prefect-api-url", help="a running Prefect server for the stages (default: each starts its own)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-kills-"))
-    harness, rng = Harness(work, args.prefect_api_url), random.Random(args.seed)
+    harness = Harness(work, args.prefect_api_url)
 
     baseline, env = harness.workspace("baseline")
     writes, stage_seconds, seconds = harness.census(baseline, env)
     print(f"uninterrupted run: {seconds:.1f} s; per stage: {', '.join(f'{stage} {time:.1f} s' for stage, time in stage_seconds.items())}")
     print(f"writes per process: {writes}", flush=True)
+    plan = KillPlan(random.Random(args.seed), writes, stage_seconds, seconds)
 
     runs: list[Run] = []
     failures: list[str] = []
@@ -52,7 +53,7 @@ def main() -> None:
         chain += 1
         repo, env = harness.workspace(f"chain-{chain:03d}")
         started = time.monotonic()
-        for kill in plan_kills(rng, writes, stage_seconds, seconds, args.chain):
+        for kill in plan.chain(args.chain):
             run = harness.repro(repo, env, kill)
             runs.append(run)
             print(f"chain {chain}: {kill}: {'landed in ' + run.landed if run.landed else 'missed (the run ended first)'}", flush=True)

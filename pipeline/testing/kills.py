@@ -183,25 +183,38 @@ class Harness:
         return dict(most), result.stage_seconds, time.monotonic() - started
 
 
-def plan_kills(rng: random.Random, writes: dict[str, int], stage_seconds: dict[str, float], seconds: float, count: int,
-               term_share: float = 0.25, moment_share: float = 0.25) -> list[Kill]:
-    """`count` kills for one chain, in the order of the stages: SIGKILL in the middle of a write of a random kind (its
-    n-th, n at random up to what one process makes), or at a random moment of a random stage (SIGKILL or, `term_share`
-    of the time, SIGTERM); the first one, at times, at a random moment of the whole run, DVC's own work included."""
-    kills = []
-    for index in range(count):
-        draw = rng.random()
-        signum = signal.SIGTERM if draw < term_share else signal.SIGKILL
-        if index == 0 and rng.random() < moment_share:
-            kills.append(Kill(after=rng.uniform(0, seconds), signum=signum))
-        elif draw < term_share + moment_share:
-            stage = rng.choice(sorted(stage_seconds))
-            kills.append(Kill(stage=stage, after=rng.uniform(0, stage_seconds[stage]), signum=signum))
-        else:
-            kind = rng.choice(sorted(writes))
-            kills.append(Kill(write=f"{kind}:{rng.randint(1, writes[kind])}"))
-    order = {stage: index for index, stage in enumerate(STAGES)}
-    return sorted(kills, key=lambda kill: -1 if kill.stage is None and kill.write is None else order[kill.stage or kill.write.split(":")[0]])
+class KillPlan:
+    """Seeded kills, dealt chain by chain from a shuffled deck that holds every kind of write (SIGKILL in the middle of
+    its n-th, n at random up to what one process makes), every stage (a random moment of it) and the whole run (a
+    random moment, DVC's own work between stages included): each is dealt once before any is dealt again. A kill at a
+    random moment is SIGTERM `term_share` of the time, else SIGKILL."""
+
+    def __init__(self, rng: random.Random, writes: dict[str, int], stage_seconds: dict[str, float], seconds: float,
+                 term_share: float = 0.5) -> None:
+        self.rng, self.writes, self.stage_seconds, self.seconds, self.term_share = rng, writes, stage_seconds, seconds, term_share
+        self.deck: list[tuple[str, str]] = []
+
+    def _deal(self) -> Kill:
+        if not self.deck:
+            self.deck = [("write", kind) for kind in sorted(self.writes)] + [("stage", stage) for stage in sorted(self.stage_seconds)]
+            self.deck.append(("run", ""))
+            self.rng.shuffle(self.deck)
+        card, name = self.deck.pop()
+        if card == "write":
+            return Kill(write=f"{name}:{self.rng.randint(1, self.writes[name])}")
+        signum = signal.SIGTERM if self.rng.random() < self.term_share else signal.SIGKILL
+        if card == "stage":
+            return Kill(stage=name, after=self.rng.uniform(0, self.stage_seconds[name]), signum=signum)
+        return Kill(after=self.rng.uniform(0, self.seconds), signum=signum)
+
+    def chain(self, count: int) -> list[Kill]:
+        """`count` kills for one chain, in the order of the stages (a moment of the whole run first)."""
+        order = {stage: index for index, stage in enumerate(STAGES)}
+
+        def place(kill: Kill) -> int:
+            return order[kill.write.split(":")[0]] if kill.write else order.get(kill.stage or "", -1)
+
+        return sorted((self._deal() for _ in range(count)), key=place)
 
 
 def _curve_steps(repo: Path) -> dict[str, list[str]]:

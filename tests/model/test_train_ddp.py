@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import load_split
 from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
+from pipeline.testing.kills import RUN_TOKEN, processes_of
 from tests.model.test_train import tiny_params, tiny_split
 
 pytestmark = pytest.mark.slow  # torchrun processes
@@ -119,6 +123,33 @@ def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0
     samples = sorted(p.name for p in (tmp_path / "live/plots/images/samples").iterdir())
     assert samples == [f"epoch-{epoch:03d}.png" for epoch in range(1, EPOCHS + 1)]
     assert [sum(line.startswith("train: epoch") for line in rank["log"]) for rank in ranks] == [EPOCHS, 0]
+
+
+def test_the_training_processes_end_soon_after_torchrun_is_killed(tmp_path):
+    """torchrun starts each process in a session of its own: a kill of torchrun (or of dvc repro's process group) must
+    not leave them training on, beside the next run."""
+    tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2})
+    (tmp_path / "params.yaml").write_text(json.dumps(tiny_params(10_000, nproc=2).model_dump(mode="json")))
+    token = uuid.uuid4().hex
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", "PYTHONPATH": str(REPO),
+           "OMP_NUM_THREADS": "1", RUN_TOKEN: token}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
+    agent = subprocess.Popen([*torchrun, "-m", "tests.model.test_train_ddp", str(tmp_path)], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "models" / CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ranks = {pid for pid, command in processes_of(token).items() if "tests.model.test_train_ddp" in command and pid != agent.pid}
+    assert len(ranks) >= 2 and agent.poll() is None  # training, both ranks
+    agent.kill()
+    agent.wait(timeout=30)
+    deadline = time.monotonic() + 5
+    while set(processes_of(token)) & ranks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = set(processes_of(token)) & ranks
+    for pid in left:  # a failure leaves nothing training on
+        os.kill(pid, signal.SIGKILL)
+    assert not left
 
 
 def test_the_stage_trains_without_prefect_on_ranks_other_than_0_and_leaves_the_writing_to_rank_0(tmp_path, monkeypatch):
