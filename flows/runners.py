@@ -108,31 +108,23 @@ def batch_tasks(name: str, workers: int, processes: bool = True) -> Iterator[Bat
     (with `processes` false: the task runner's threads)."""
     logger = get_run_logger()
     client = _dask_client()
-    if client is not None:
-        threads = client.nthreads()
-        logger.info("%s: per-item work on Dask: scheduler %s, %d workers, %d threads; dashboard %s",
-                    name, client.scheduler.address, len(threads), sum(threads.values()), client.dashboard_link)
-        with _quiet_when_cut_short():
-            yield Batches(name, WINDOW_PER_WORKER * max(1, sum(threads.values())), folder=os.getcwd())
-    elif processes:
-        logger.info("%s: per-item work in a local process pool of %d workers", name, workers)
-        with process_pool(workers) as pool, _quiet_when_cut_short():
-            yield Batches(name, WINDOW_PER_WORKER * workers, pool)
-    else:
-        logger.info("%s: per-item work in local threads", name)
-        with _quiet_when_cut_short():
-            yield Batches(name, WINDOW_PER_WORKER * workers)
-
-
-@contextlib.contextmanager
-def _quiet_when_cut_short() -> Iterator[None]:
-    """When the flow stops early (an error, Ctrl-C, SIGTERM), the batches it cuts short report nothing more: their
-    errors and tracebacks would only bury the stage's one line."""
-    try:
-        yield
-    except BaseException:
-        logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
-        raise
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            threads = client.nthreads()
+            logger.info("%s: per-item work on Dask: scheduler %s, %d workers, %d threads; dashboard %s",
+                        name, client.scheduler.address, len(threads), sum(threads.values()), client.dashboard_link)
+            batches = Batches(name, WINDOW_PER_WORKER * max(1, sum(threads.values())), folder=os.getcwd())
+        elif processes:
+            logger.info("%s: per-item work in a local process pool of %d workers", name, workers)
+            batches = Batches(name, WINDOW_PER_WORKER * workers, stack.enter_context(process_pool(workers)))
+        else:
+            logger.info("%s: per-item work in local threads", name)
+            batches = Batches(name, WINDOW_PER_WORKER * workers)
+        try:
+            yield batches
+        except BaseException:  # the flow stops early (an error, Ctrl-C, SIGTERM): the batches it cuts short report
+            logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)  # nothing more, to not bury its one line
+            raise
 
 
 def check_scheduler(address: str) -> None:

@@ -6,17 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import runpy
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-GRACE_SECONDS = 5  # after the stage is gone: the server's own shutdown, then it is ended
+from pipeline.core.parallel import exit_when_orphaned
 
 
 class _OwnSessionServer(SubprocessASGIServer):
@@ -26,28 +24,20 @@ class _OwnSessionServer(SubprocessASGIServer):
     A Ctrl-C in a terminal signals the whole foreground process group: Prefect's own temporary server died with it,
     and the interrupted flow then spent minutes failing to report its state before a traceback. In its own session
     the server outlives the interrupt, the flow reports and stops at once, and the server is stopped at exit. A stage
-    that dies without exiting (SIGKILL, the OOM killer) stops nothing: the server then sees the end of a pipe whose
-    other end only this process held, and stops itself."""
-
-    _lifeline: int | None = None
+    that dies without exiting (SIGKILL, the OOM killer) stops nothing: the server then ends itself (see `serve`)."""
 
     def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-        if self._lifeline is not None:  # a server that could not have its port is started again
-            os.close(self._lifeline)
-        watched, self._lifeline = os.pipe()  # neither end is inherited by any other process
         popen = subprocess.Popen
 
         def start(args: list[str], **options: Any) -> subprocess.Popen[Any]:
             uvicorn = args[args.index("uvicorn") + 1 :]
-            command = [sys.executable, "-m", __name__, str(watched), *uvicorn]
-            return popen(command, start_new_session=True, pass_fds=(watched,), **options)
+            return popen([sys.executable, "-m", __name__, str(os.getpid()), *uvicorn], start_new_session=True, **options)
 
         subprocess.Popen = start  # type: ignore[misc,assignment]
         try:
             return super()._run_uvicorn_command()
         finally:
             subprocess.Popen = popen  # type: ignore[misc]
-            os.close(watched)
 
 
 def use_own_session_server() -> None:
@@ -65,20 +55,9 @@ def api_for_workers() -> Iterator[None]:
         yield
 
 
-def _stop_when_closed(lifeline: int) -> None:
-    """Wait for the end of the pipe from the stage (it closes when the stage's process ends, however it ends), then
-    stop this server as Prefect would, and end it if that takes more than GRACE_SECONDS."""
-    while os.read(lifeline, 1):
-        pass
-    deadline = threading.Timer(GRACE_SECONDS, os._exit, (1,))
-    deadline.daemon = True
-    deadline.start()
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def serve(lifeline: int, uvicorn_args: list[str]) -> None:
-    """`python -m uvicorn <uvicorn_args>`, ended when the pipe `lifeline` closes."""
-    threading.Thread(target=_stop_when_closed, args=(lifeline,), daemon=True, name="lifeline").start()
+def serve(stage: int, uvicorn_args: list[str]) -> None:
+    """`python -m uvicorn <uvicorn_args>`, ended as soon as the process `stage` (its parent) is gone."""
+    exit_when_orphaned(stage)
     sys.argv = ["uvicorn", *uvicorn_args]
     runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 

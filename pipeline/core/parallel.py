@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -46,7 +46,8 @@ def process_pool(workers: int) -> Iterator[Executor]:
     that owns the pool decides. When the block ends in an error or an interrupt, the batches not started are dropped
     and the running ones are killed, so the program stops at once rather than after the longest batch. When the
     program dies without a word (SIGKILL, the OOM killer), its processes end too."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(),))
     _start_ignoring_signals(pool, workers)
     try:
         yield pool
@@ -62,19 +63,30 @@ def process_pool(workers: int) -> Iterator[Executor]:
 IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what a pool's processes leave to the program that owns the pool
 
 
-def _start_worker() -> None:
-    """A pool process's start: it ignores IGNORED_SIGNALS, and ends as soon as the program that started it is gone
-    (the pipe its spawn came through closes then)."""
+def _start_worker(owner: int) -> None:
+    """A pool process's start: it ignores IGNORED_SIGNALS, and ends as soon as the program that started it (`owner`) is
+    gone, even if that was before it got here."""
     for signum in IGNORED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), daemon=True, name="parent-watch").start()
+    exit_when_orphaned(owner)
 
 
-def _exit_when_ready(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
-    os._exit(1)
+ORPHAN_CHECK_SECONDS = 0.5
+
+
+def exit_when_orphaned(parent: int | None = None) -> None:
+    """End this process within ORPHAN_CHECK_SECONDS of the death of its parent (`parent`: its pid, by default the
+    parent it has now), however the parent dies (SIGKILL, the OOM killer): a child whose parent is gone is adopted by
+    another process, and its parent pid changes. For what a stage starts outside its process group or session, which a
+    kill of the group would not reach: pool processes, Prefect's temporary server, torchrun's training processes."""
+    expected = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _start_ignoring_signals(pool: ProcessPoolExecutor, workers: int) -> None:

@@ -59,8 +59,7 @@ def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterat
 
 def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) -> ScrapeResult:
     """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
-    with manifest.csv and attempts.csv; a Ctrl-C or SIGTERM stops a network source's
-    transfers at once."""
+    with manifest.csv and attempts.csv; a Ctrl-C or SIGTERM stops a network source's transfers at once."""
     source, categories = define_source(params), params.source.categories
     total = params.source.per_category * len(categories)
     stop = threading.Event()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from pipeline.config import Train
 from pipeline.core.errors import PipelineError
+from pipeline.core.parallel import exit_when_orphaned
 from pipeline.model.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -80,11 +79,12 @@ def training_device(name: str, world: World) -> torch.device:
 @contextmanager
 def process_group(world: World, device: torch.device) -> Iterator[None]:
     """Join torchrun's process group (NCCL on CUDA, gloo on the CPU) for the duration; leave it even on error. The
-    process ends as soon as torchrun is gone (see `end_when_orphaned`)."""
+    process ends as soon as torchrun is gone: torchrun starts each one in a session of its own, which a kill of `dvc
+    repro`'s process group does not reach, and they would train on, and write, beside the next run."""
     if not world.distributed:
         yield
         return
-    end_when_orphaned()
+    exit_when_orphaned()
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
@@ -93,23 +93,6 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.distributed.destroy_process_group()
-
-
-ORPHAN_CHECK_SECONDS = 0.5
-
-
-def end_when_orphaned() -> None:
-    """End this process soon after its parent dies. torchrun starts each training process in a session of its own, so
-    a kill of `dvc repro`'s process group (or of torchrun alone, by the OOM killer) would leave them training on, and
-    writing, beside the next run; a process whose parent is gone has been adopted by another (its parent pid changes)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(ORPHAN_CHECK_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def barrier(world: World) -> None:
