@@ -1,6 +1,6 @@
 """The clean stage's color and near-duplicate rules on real photo folders: the old rules against the new.
 
-    nice -n 19 python benchmarks/bench_clean_rules.py /work/data/cifar/train /work/data/intel/train \\
+    nice -n 19 python benchmarks/bench_clean_rules.py cifar10-images/train intel-scenes/train \\
         [--sheets /tmp/clean-rules] [--speed 5000] [--workers 2]
 
 Each ROOT holds <class>/*.jpg. For each, the images dropped as grayscale by the old rule (Hasler-Süsstrunk
