@@ -19,8 +19,11 @@ def stopped(signum: int) -> str:
 
 def stop_while_starting(signum: int, frame: object) -> None:
     """Ctrl-C or SIGTERM while a command still imports (seconds), before flows.cli handles them: nothing is done yet,
-    so it stops at once, in one line rather than a traceback or nothing at all."""
-    sys.exit(f"{COMMAND.removeprefix('flows.')}: {stopped(signum)} while starting; nothing was done; run it again")
+    so it stops at once, in one line rather than a traceback or nothing at all. It exits here rather than raise: an
+    exception raised inside an import's native code (pydantic's serializer, say) comes out as another, with a traceback."""
+    sys.stdout.flush()
+    print(f"{COMMAND.removeprefix('flows.')}: {stopped(signum)} while starting; nothing was done; run it again", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def _running_module() -> str:
