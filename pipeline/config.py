@@ -129,6 +129,7 @@ class Train(StrictModel):
     compile: bool = False  # torch.compile the networks
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
     nproc: Annotated[int, Field(ge=1)] = 1  # torchrun processes (one per GPU): DistributedDataParallel when > 1
+    loader: Literal["auto", "memory", "stream"] = "auto"  # where batches come from; auto: memory when the split fits
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
 

@@ -47,7 +47,7 @@ def process_pool(workers: int) -> Iterator[Executor]:
     and the running ones are killed, so the program stops at once rather than after the longest batch. When the
     program dies without a word (SIGKILL, the OOM killer), its processes end too."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(os.getpid(),))
+                               initializer=start_worker, initargs=(os.getpid(),))
     _start_ignoring_signals(pool, workers)
     try:
         yield pool
@@ -63,9 +63,9 @@ def process_pool(workers: int) -> Iterator[Executor]:
 IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what a pool's processes leave to the program that owns the pool
 
 
-def _start_worker(owner: int) -> None:
-    """A pool process's start: it ignores IGNORED_SIGNALS, and ends as soon as the program that started it (`owner`) is
-    gone, even if that was before it got here."""
+def start_worker(owner: int) -> None:
+    """A worker process's start (a pool's, a DataLoader's): it ignores IGNORED_SIGNALS, and ends as soon as the program
+    that started it (`owner`) is gone, even if that was before it got here."""
     for signum in IGNORED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     exit_when_orphaned(owner)

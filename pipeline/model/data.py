@@ -1,18 +1,37 @@
-"""The training data: a split's images as uint8 tensors, their normalized Lab batches, and the augmentation."""
+"""The training data: a split's (gray x, color y) pairs read by index, served to the training loop in batches from
+memory (a split that fits) or streamed by worker processes (memory bounded by the batch and the prefetch, never by the
+split); their normalized Lab batches; the augmentation."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
+from pipeline.core.errors import PipelineError, one_line
+from pipeline.core.parallel import start_worker
 from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model.lab import LabNormalization, rgb_to_lab
 
+log = logging.getLogger(__name__)
+
 NORMALIZATION = LabNormalization()
+MEMORY_CAP = 4 << 30  # bytes: the most a split may take to be held in memory (and at most a quarter of the memory)
+PREFETCH = 4  # batches each streaming worker process holds ready
+LOAD_PER_PROCESS = 2048  # pairs per process that loads a split into memory (a smaller split loads in this one)
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # x as N×1×H×W uint8, y as N×3×H×W uint8 (or one image, without N)
 
 
 @dataclass
@@ -23,13 +42,165 @@ class Batch:
     ab_norm: torch.Tensor
 
 
-def load_split(split_root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(x as N×1×H×W uint8, y as N×3×H×W uint8, file names) of one split, in manifest order."""
-    manifest = read_table(split_root / MANIFEST, SplitFile)
-    files = list(manifest.loc[manifest["split"] == split, "file"])
-    x = np.stack([np.asarray(Image.open(split_root / f"{split}_x" / name).convert("L")) for name in files])
-    y = np.stack([np.asarray(Image.open(split_root / f"{split}_y" / name).convert("RGB")) for name in files])
-    return torch.from_numpy(x)[:, None], torch.from_numpy(y).permute(0, 3, 1, 2).contiguous(), files
+class SplitPairs(Dataset[Pair]):
+    """One split of data/split, in manifest order: item i is (x as 1×H×W uint8, y as 3×H×W uint8), read from
+    `<split>_x` and `<split>_y`. A file that cannot be read, or whose size differs from the first's, is a PipelineError
+    naming it."""
+
+    def __init__(self, split_root: Path, split: str) -> None:
+        manifest = read_table(split_root / MANIFEST, SplitFile)
+        self.root, self.split = split_root, split
+        self.files: list[str] = list(manifest.loc[manifest["split"] == split, "file"])
+        self.categories: list[str] = sorted(manifest.loc[manifest["split"] == split, "category"].astype(str).unique())
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Pair:
+        name = self.files[index]
+        x = self._read(self.root / f"{self.split}_x" / name, "L")
+        y = self._read(self.root / f"{self.split}_y" / name, "RGB")
+        return torch.from_numpy(x)[None], torch.from_numpy(y).permute(2, 0, 1).contiguous()
+
+    def _read(self, path: Path, mode: str) -> np.ndarray:
+        try:
+            with Image.open(path) as image:
+                pixels = np.array(image.convert(mode))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise PipelineError(f"{path}: cannot be read as an image ({one_line(str(exc))})") from None
+        if "shape" in self.__dict__ and pixels.shape[:2] != self.shape:
+            raise PipelineError(f"{path}: {pixels.shape[1]}×{pixels.shape[0]} pixels, unlike the split's {self.shape[1]}×{self.shape[0]}")
+        return pixels
+
+    @cached_property
+    def shape(self) -> tuple[int, int]:
+        """Every image's height and width: the first one's."""
+        if not self.files:
+            raise PipelineError(f"{self.root / MANIFEST}: no {self.split} images")
+        x, _ = self[0]
+        return int(x.shape[-2]), int(x.shape[-1])
+
+    @property
+    def nbytes(self) -> int:
+        """What the whole split takes as uint8 tensors."""
+        height, width = self.shape
+        return len(self) * height * width * 4
+
+    def stack(self, indices: Sequence[int]) -> Pair:
+        """A few pairs as one batch, read in this process."""
+        xs, ys = zip(*(self[int(i)] for i in indices), strict=True)
+        return torch.stack(xs), torch.stack(ys)
+
+
+class _Batches:
+    """A batch sampler: `order` in slices of `batch_size`, from the `start`-th; `set` before each pass."""
+
+    def __init__(self) -> None:
+        self.set(torch.arange(0), 1, 0)
+
+    def set(self, order: torch.Tensor, batch_size: int, start: int) -> _Batches:
+        self.order, self.batch_size, self.start = order, batch_size, start
+        return self
+
+    def __len__(self) -> int:
+        return max(0, -(-len(self.order) // self.batch_size) - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for begin in range(self.start * self.batch_size, len(self.order), self.batch_size):
+            yield self.order[begin : begin + self.batch_size].tolist()
+
+
+def _start_loader_worker(owner: int, worker_id: int) -> None:
+    """A loader process's start: signals are its owner's to handle; it ends with its owner."""
+    start_worker(owner)
+
+
+def _loader(pairs: SplitPairs, batches: _Batches, workers: int, pin_memory: bool) -> DataLoader[Pair]:
+    """The batches of `batches`, decoded by `workers` processes (in this one when 0), at most PREFETCH per process ahead.
+    The processes are spawned, not forked (a fork of a process with Prefect's threads fails as it exits), once: they
+    persist from pass to pass."""
+    processes = {
+        "worker_init_fn": functools.partial(_start_loader_worker, os.getpid()), "multiprocessing_context": "spawn",
+        "prefetch_factor": PREFETCH, "persistent_workers": True,
+    } if workers else {}
+    # a generator of its own leaves the global random numbers (the networks' dropout) alone
+    return DataLoader(pairs, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory, generator=torch.Generator(), **processes)
+
+
+def _one_line_errors(loader: DataLoader[Pair]) -> Iterator[Pair]:
+    """The loader's batches; a PipelineError in a worker comes back as its one line (DataLoader wraps it in the worker's
+    traceback)."""
+    try:
+        yield from loader
+    except PipelineError as exc:
+        raise PipelineError(str(exc).rstrip().rsplit("PipelineError: ", 1)[-1]) from None
+
+
+class InMemoryPairs:
+    """The whole split, loaded once as two uint8 tensors (onto the GPU when training there: it never waits for the
+    disk), by up to `workers` processes, one per LOAD_PER_PROCESS pairs."""
+
+    def __init__(self, pairs: SplitPairs, workers: int, device: torch.device) -> None:
+        height, width = pairs.shape
+        self.x = torch.empty((len(pairs), 1, height, width), dtype=torch.uint8)
+        self.y = torch.empty((len(pairs), 3, height, width), dtype=torch.uint8)
+        batches = _Batches().set(torch.arange(len(pairs)), 256, 0)
+        loader = _loader(pairs, batches, min(workers, len(pairs) // LOAD_PER_PROCESS), pin_memory=False)
+        done = 0
+        for x, y in tqdm(_one_line_errors(loader), total=len(batches), desc="loading the split", unit="batch", leave=False, disable=None):
+            self.x[done : done + len(x)], self.y[done : done + len(y)] = x, y
+            done += len(x)
+        if device.type == "cuda":
+            self.x, self.y = self.x.to(device), self.y.to(device)
+
+    def batches(self, order: torch.Tensor, batch_size: int, start: int) -> Iterator[Pair]:
+        for index in _Batches().set(order.to(self.x.device), batch_size, start):
+            yield self.x[index], self.y[index]
+
+
+class StreamedPairs:
+    """The split read from disk batch by batch by `workers` processes, which last as long as this does."""
+
+    def __init__(self, pairs: SplitPairs, workers: int, device: torch.device) -> None:
+        self.sampler = _Batches()
+        self.loader = _loader(pairs, self.sampler, workers, pin_memory=device.type == "cuda")
+
+    def batches(self, order: torch.Tensor, batch_size: int, start: int) -> Iterator[Pair]:
+        self.sampler.set(order, batch_size, start)
+        return _one_line_errors(self.loader)
+
+    def close(self) -> None:
+        """End the processes now, even while a pass is under way (DataLoader has no public way: its iterator's)."""
+        if self.loader._iterator is not None:
+            self.loader._iterator._shutdown_workers()
+
+
+def memory_budget(device: torch.device) -> int:
+    """The most bytes a split may take to be held in memory: MEMORY_CAP, at most a quarter of the RAM (and of the
+    GPU's memory when training there)."""
+    budget = min(MEMORY_CAP, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)
+    if device.type == "cuda":
+        budget = min(budget, torch.cuda.get_device_properties(device).total_memory // 4)
+    return budget
+
+
+@contextmanager
+def training_pairs(pairs: SplitPairs, loader: str, workers: int, device: torch.device) -> Iterator[InMemoryPairs | StreamedPairs]:
+    """Where the training batches come from (`train.loader`), for the duration: `memory`, `stream`, or `auto`: memory
+    when the split takes at most memory_budget(), else stream; the choice is logged. Loader processes end with it."""
+    size, budget = pairs.nbytes, memory_budget(device)
+    in_memory = loader == "memory" or (loader == "auto" and size <= budget)
+    reason = f"train.loader={loader}" if loader != "auto" else f"{'within' if in_memory else 'over'} the {budget / 2**30:.1f} GiB budget"
+    if in_memory:
+        log.info("train: %d training pairs (%.2f GiB) held in memory (%s)", len(pairs), size / 2**30, reason)
+        yield InMemoryPairs(pairs, workers, device)
+        return
+    log.info("train: %d training pairs (%.2f GiB) streamed from disk by %d processes (%s)", len(pairs), size / 2**30, workers, reason)
+    streamed = StreamedPairs(pairs, workers, device)
+    try:
+        yield streamed
+    finally:
+        streamed.close()
 
 
 def to_lab_batch(x: torch.Tensor, y: torch.Tensor) -> Batch:
@@ -38,6 +209,12 @@ def to_lab_batch(x: torch.Tensor, y: torch.Tensor) -> Batch:
     l_norm = NORMALIZATION.normalize_l(rgb_to_lab(gray)[:, :1])
     _, ab_norm = NORMALIZATION.split(y.float().div(255))
     return Batch(l_norm, ab_norm)
+
+
+def augmentation_rng(seed: int, epoch: int, rank: int, batch: int) -> torch.Generator:
+    """The random numbers of one batch's augmentation, from its place alone: a run resumed in the middle of an epoch
+    draws what an uninterrupted one does."""
+    return torch.Generator().manual_seed((((seed * 1_000_003 + epoch) * 1_000_003 + rank) * 1_000_003 + batch) % 2**63)
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, crop: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -128,11 +128,11 @@ def wrap_for_training(net: nn.Module | None, cfg: Train, world: World, device: t
     return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def epoch_order(count: int, epoch: int, rng: torch.Generator, sampler: DistributedSampler | None) -> torch.Tensor:
-    """The training images this process visits in the epoch, in order: all of them in a single process, else its
-    DistributedSampler shard (disjoint from the other processes', padded to the same length)."""
+def epoch_order(count: int, seed: int, epoch: int, sampler: DistributedSampler | None) -> torch.Tensor:
+    """The training images this process visits in the epoch, in order, the same in every run: all of them in a single
+    process, else its DistributedSampler shard (disjoint from the other processes', padded to the same length)."""
     if sampler is None:
-        return torch.randperm(count, generator=rng)
+        return torch.randperm(count, generator=torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63))
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler))
 

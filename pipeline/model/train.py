@@ -26,12 +26,20 @@ from pipeline.config import Params
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
-from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model import data as data_module
 from pipeline.model import lab, networks
 from pipeline.model import trainer as trainer_module
 from pipeline.model.colorizer import save_generator
-from pipeline.model.data import NORMALIZATION, augment, load_split, to_lab_batch
+from pipeline.model.data import (
+    NORMALIZATION,
+    InMemoryPairs,
+    SplitPairs,
+    StreamedPairs,
+    augment,
+    augmentation_rng,
+    to_lab_batch,
+    training_pairs,
+)
 from pipeline.model.distributed import (
     World,
     barrier,
@@ -54,23 +62,22 @@ GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
+EXECUTION = {"device", "compile", "loader"}  # train params that say where and how it runs: a checkpoint resumes across them
 
 
-def trained_on(params: Params, split_root: Path, x_train: torch.Tensor) -> dict[str, Any]:
+def trained_on(params: Params, pairs: SplitPairs) -> dict[str, Any]:
     """What the model learnt from, recorded in generator.pt: the source kind, the categories, the training images and
     their size."""
-    manifest = read_table(split_root / MANIFEST, SplitFile)
-    categories = sorted(manifest.loc[manifest["split"] == "train", "category"].astype(str).unique())
-    return {"source": params.source.kind, "categories": categories, "images": len(x_train), "size": int(x_train.shape[-1])}
+    return {"source": params.source.kind, "categories": pairs.categories, "images": len(pairs), "size": pairs.shape[-1]}
 
 
 def fingerprint(params: Params, split_root: Path) -> str:
-    """What a checkpoint must match to be resumed: the train params, the seed, every byte of the data, and the
-    code that defines the training (a checkpoint made by other code is not continued)."""
+    """What a checkpoint must match to be resumed: the train params (but EXECUTION), the seed, every byte of the data,
+    and the code that defines the training (a checkpoint made by other code is not continued)."""
     files = sorted(path for path in split_root.rglob("*") if path.is_file())
     data = {str(path.relative_to(split_root)): sha256_file(path) for path in files}
     code = {module.__name__: sha256_file(Path(str(module.__file__))) for module in (sys.modules[__name__], trainer_module, data_module, lab, networks)}
-    described = {"seed": params.seed, "train": params.train.model_dump(mode="json"), "data": data, "code": code}
+    described = {"seed": params.seed, "train": params.train.model_dump(mode="json", exclude=EXECUTION), "data": data, "code": code}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -125,24 +132,25 @@ def health(colorized: np.ndarray, truths: np.ndarray) -> dict[str, float]:
 
 
 def _train_epoch(
-    trainer: Trainer, data: tuple[torch.Tensor, torch.Tensor], order: torch.Tensor, batch_size: int, rng: torch.Generator,
+    trainer: Trainer, data: InMemoryPairs | StreamedPairs, order: torch.Tensor, batch_size: int, seed: int,
     forwards: tuple[nn.Module, nn.Module | None], world: World,
 ) -> dict[str, float]:
     """One pass over `order`; the mean losses and the throughput, over all processes."""
-    x_train, y_train = data
     totals: dict[str, float] = {}
     seen = 0
     started = time.monotonic()
-    batches = range(0, len(order), batch_size)
-    desc = f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}"
-    with tqdm(batches, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True) as bar:
-        for start in bar:
-            index = order[start : start + batch_size].to(x_train.device)
-            x, y = augment(x_train[index].to(trainer.device), y_train[index].to(trainer.device), trainer.cfg.crop, rng)
+    epoch = trainer.epoch + 1
+    batches = data.batches(order, batch_size, 0)
+    desc = f"epoch {epoch}/{trainer.cfg.epochs}"
+    total = -(-len(order) // batch_size)
+    with tqdm(batches, total=total, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True) as bar:
+        for batch, (x, y) in enumerate(bar):
+            rng = augmentation_rng(seed, epoch, world.rank, batch)
+            x, y = augment(x.to(trainer.device, non_blocking=True), y.to(trainer.device, non_blocking=True), trainer.cfg.crop, rng)
             losses = trainer.step(to_lab_batch(x, y), *forwards)
             for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value * len(index)
-            seen += len(index)
+                totals[name] = totals.get(name, 0.0) + value * len(x)
+            seen += len(x)
             bar.set_postfix(img_s=f"{seen / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
     seconds = time.monotonic() - started
     totals = sum_over_processes(totals | {"images": seen}, world, trainer.device)
@@ -195,10 +203,9 @@ def _train(
     """train_model in this process, once its process group (if any) is set up."""
     cfg = params.train
     torch.manual_seed(params.seed)
-    x_train, y_train, _ = load_split(split_root, "train")
-    x_test, y_test, _ = load_split(split_root, "test")
-    held_out = torch.linspace(0, len(x_test) - 1, min(len(x_test), HEALTH_IMAGES)).round().long()  # across categories
-    x_test, y_test = x_test[held_out], y_test[held_out]
+    train_pairs, test_pairs = SplitPairs(split_root, "train"), SplitPairs(split_root, "test")
+    held_out = torch.linspace(0, len(test_pairs) - 1, min(len(test_pairs), HEALTH_IMAGES)).round().long()  # across categories
+    x_test, y_test = test_pairs.stack(held_out.tolist())
     key = fingerprint(params, split_root)
     trainer = Trainer.create(cfg, device)
     checkpoint_path = models_root / CHECKPOINT_FILE
@@ -218,27 +225,26 @@ def _train(
         else:
             if world.is_main:
                 log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
-    if device.type == "cuda":  # the dataset is small: keep it on the GPU so it never waits for the disk
-        x_train, y_train = x_train.to(device), y_train.to(device)
     forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
-    sampler = DistributedSampler(range(len(x_train)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
-    with (training_log(live_dir, trainer.history) if world.is_main else nullcontext()) as curves:  # None on the other ranks
+    sampler = DistributedSampler(range(len(train_pairs)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
+    with (
+        training_pairs(train_pairs, cfg.loader, params.workers, device) as data,
+        training_log(live_dir, trainer.history) if world.is_main else nullcontext() as curves,  # None on the other ranks
+    ):
         while trainer.epoch < cfg.epochs:
             epoch = trainer.epoch + 1
-            # the epoch's data order (single process), crops and flips; per rank under DDP, rank 0's as in a single process
-            rng = torch.Generator().manual_seed(params.seed * 100_003 + epoch + 1_000_003 * world.rank)
-            order = epoch_order(len(x_train), epoch, rng, sampler)
+            order = epoch_order(len(train_pairs), params.seed, epoch, sampler)
             trainer.set_learning_rates()
-            summary = _train_epoch(trainer, (x_train, y_train), order, batch_size, rng, forwards, world)
+            summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world)
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
             if curves is not None:
                 _publish_epoch(curves, trainer, key, checkpoint_path, (x_test, y_test))
     info = TrainingInfo(
         epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
-        data=trained_on(params, split_root, x_train),
+        data=trained_on(params, train_pairs),
     )
     if world.is_main:
-        save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, int(x_train.shape[-1]), info)
+        save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, train_pairs.shape[-1], info)
     if world.distributed:
         digest = parameters_sha256(trainer.saved_generator)
         log.info("train: rank %d of %d finished; generator parameters sha256 %s", world.rank, world.world_size, digest)

@@ -28,7 +28,7 @@ import pipeline.model.train
 from pipeline.config import load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer
-from pipeline.model.data import load_split
+from pipeline.model.data import SplitPairs
 from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
 from pipeline.testing.kills import RUN_TOKEN, processes_of
@@ -61,8 +61,8 @@ class _Messages(logging.Handler):
 @contextmanager
 def recording(split: Path, probe: Callable[[], Any] = lambda: None) -> Iterator[Recording]:
     """Record the training of the images in `split` by this process."""
-    x, _, files = load_split(split, "train")
-    name_of = {image.numpy().tobytes(): name for image, name in zip(x, files, strict=True)}
+    pairs = SplitPairs(split, "train")
+    name_of = {pairs[i][0].numpy().tobytes(): name for i, name in enumerate(pairs.files)}
     seen = Recording()
     augment = pipeline.model.train.augment
 
@@ -91,9 +91,11 @@ def record_one_rank(root: Path) -> None:
     (root / f"rank{World.from_env().rank}.json").write_text(json.dumps({"batches": seen.batches, "log": seen.log}))
 
 
-def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path):
+@pytest.mark.parametrize("loader", ["memory", "stream"])
+def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path, loader):
     tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2})
-    (tmp_path / "params.yaml").write_text(json.dumps(tiny_params(EPOCHS, nproc=2).model_dump(mode="json")))  # batch_size 4
+    params = tiny_params(EPOCHS, nproc=2, loader=loader).model_copy(update={"workers": 1})  # batch_size 4
+    (tmp_path / "params.yaml").write_text(json.dumps(params.model_dump(mode="json")))
     loopback = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo"}
     env = {**os.environ, **loopback, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
