@@ -130,6 +130,7 @@ class Train(StrictModel):
     samples: Annotated[int, Field(ge=0)] = 4  # test images colorized after each epoch, logged with dvclive
     nproc: Annotated[int, Field(ge=1)] = 1  # torchrun processes (one per GPU): DistributedDataParallel when > 1
     loader: Literal["auto", "memory", "stream"] = "auto"  # where batches come from; auto: memory when the split fits
+    checkpoint_minutes: Annotated[float, Field(ge=0)] = 10.0  # between checkpoints inside an epoch (0: at its end only)
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
 

@@ -112,7 +112,7 @@ def test_a_stage_that_omits_an_imported_module_is_reported(tmp_path):
 
 # ------------------------------------------------------------------------------------------- params a stage reads
 
-EXECUTION = ("workers", "runner", "train.device", "train.compile", "train.loader", "publish", "schedule")  # where and how, never what
+EXECUTION = ("workers", "runner", "train.device", "train.compile", "train.loader", "train.checkpoint_minutes", "publish", "schedule")  # where and how, never what
 WHOLE = {"model_dump", "model_dump_json", "model_copy", "__getstate__", "__reduce_ex__", "__iter__"}  # read every field
 
 

@@ -110,6 +110,16 @@ def sum_over_processes(values: dict[str, float], world: World, device: torch.dev
     return dict(zip(values, tensor.tolist(), strict=True))
 
 
+def any_process(flags: list[bool], world: World, device: torch.device) -> list[bool]:
+    """Each flag, true when it is true on any process (the flags themselves in a single process): what every process
+    must decide alike, such as stopping at this step."""
+    if not world.distributed:
+        return flags
+    tensor = torch.tensor(flags, dtype=torch.float32, device=device)
+    torch.distributed.all_reduce(tensor, torch.distributed.ReduceOp.MAX)
+    return [bool(value) for value in tensor.tolist()]
+
+
 def parameters_sha256(net: nn.Module) -> str:
     """A digest of a network's parameters: equal on every process when DDP kept them in sync."""
     digest = hashlib.sha256()

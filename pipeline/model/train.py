@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypedDict
@@ -26,6 +27,7 @@ from pipeline.config import Params
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
+from pipeline.core.stopping import DeferredStop, deferred_stop
 from pipeline.model import data as data_module
 from pipeline.model import lab, networks
 from pipeline.model import trainer as trainer_module
@@ -42,6 +44,7 @@ from pipeline.model.data import (
 )
 from pipeline.model.distributed import (
     World,
+    any_process,
     barrier,
     batch_per_process,
     epoch_order,
@@ -133,28 +136,43 @@ def health(colorized: np.ndarray, truths: np.ndarray) -> dict[str, float]:
 
 def _train_epoch(
     trainer: Trainer, data: InMemoryPairs | StreamedPairs, order: torch.Tensor, batch_size: int, seed: int,
-    forwards: tuple[nn.Module, nn.Module | None], world: World,
+    forwards: tuple[nn.Module, nn.Module | None], world: World, save: Callable[[], None], stop: DeferredStop,
 ) -> dict[str, float]:
-    """One pass over `order`; the mean losses and the throughput, over all processes."""
-    totals: dict[str, float] = {}
-    seen = 0
-    started = time.monotonic()
+    """One pass over `order`, from the batch a checkpoint inside the epoch reached; every `train.checkpoint_minutes`,
+    and at the batch after a stop signal, a checkpoint of the place reached (`save`, rank 0's), then the signal is
+    handed on. The mean losses and the throughput, over all processes."""
+    totals = dict(trainer.epoch_totals)
+    started, saved = time.monotonic() - totals.pop("seconds", 0.0), time.monotonic()
     epoch = trainer.epoch + 1
-    batches = data.batches(order, batch_size, 0)
     desc = f"epoch {epoch}/{trainer.cfg.epochs}"
     total = -(-len(order) // batch_size)
-    with tqdm(batches, total=total, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True) as bar:
-        for batch, (x, y) in enumerate(bar):
+    bar = tqdm(total=total, initial=trainer.batches, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True)
+    with bar:
+        for batch, (x, y) in enumerate(data.batches(order, batch_size, trainer.batches), trainer.batches):
             rng = augmentation_rng(seed, epoch, world.rank, batch)
             x, y = augment(x.to(trainer.device, non_blocking=True), y.to(trainer.device, non_blocking=True), trainer.cfg.crop, rng)
             losses = trainer.step(to_lab_batch(x, y), *forwards)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(x)
-            seen += len(x)
-            bar.set_postfix(img_s=f"{seen / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
+            totals["images"] = totals.get("images", 0.0) + len(x)
+            bar.update()
+            bar.set_postfix(img_s=f"{totals['images'] / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
+            due = 0 < trainer.cfg.checkpoint_minutes * 60 <= time.monotonic() - saved
+            stopping, due = any_process([stop.requested, due], world, trainer.device)
+            if (stopping or due) and batch + 1 < total:  # at the last batch, the epoch's end checkpoints
+                # the sums so far over all processes: a resumed rank 0 starts from them, the others from 0
+                sums = sum_over_processes(totals, world, trainer.device)
+                trainer.batches, trainer.epoch_totals = batch + 1, sums | {"seconds": time.monotonic() - started}
+                save()
+                saved = time.monotonic()
+                if stopping:
+                    if world.is_main:
+                        log.info("train: stopping after batch %d of %d of epoch %d, which the checkpoint records", batch + 1, total, epoch)
+                    stop.stop()
     seconds = time.monotonic() - started
-    totals = sum_over_processes(totals | {"images": seen}, world, trainer.device)
+    totals = sum_over_processes(totals, world, trainer.device)
     images = totals.pop("images")
+    trainer.batches, trainer.epoch_totals = 0, {}
     return {name: total / images for name, total in totals.items()} | {"images_per_second": images / seconds}
 
 
@@ -223,22 +241,28 @@ def _train(
             torch.manual_seed(params.seed)  # the same initial weights as a run that found no checkpoint
             trainer, state = Trainer.create(cfg, device), None
         else:
+            if not world.is_main:  # rank 0 holds the sums of the epoch under way over all processes
+                trainer.epoch_totals = dict.fromkeys(trainer.epoch_totals, 0.0)
             if world.is_main:
-                log.info("train: resuming after epoch %d of %d from %s", trainer.epoch, cfg.epochs, checkpoint_path)
+                place = f"batch {trainer.batches} of epoch {trainer.epoch + 1}" if trainer.batches else f"epoch {trainer.epoch}"
+                log.info("train: resuming after %s of %d from %s", place, cfg.epochs, checkpoint_path)
     forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
     sampler = DistributedSampler(range(len(train_pairs)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
     with (
         training_pairs(train_pairs, cfg.loader, params.workers, device) as data,
         training_log(live_dir, trainer.history) if world.is_main else nullcontext() as curves,  # None on the other ranks
+        deferred_stop() as stop,
     ):
+        save = (lambda: save_checkpoint(checkpoint_path, trainer.state(key))) if world.is_main else (lambda: None)
         while trainer.epoch < cfg.epochs:
             epoch = trainer.epoch + 1
             order = epoch_order(len(train_pairs), params.seed, epoch, sampler)
             trainer.set_learning_rates()
-            summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world)
+            summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world, save, stop)
             trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
             if curves is not None:
                 _publish_epoch(curves, trainer, key, checkpoint_path, (x_test, y_test))
+            stop.stop()  # a stop signal during the epoch's last batch or its checkpoint
     info = TrainingInfo(
         epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
         data=trained_on(params, train_pairs),

@@ -29,7 +29,9 @@ class Trainer:
     opt_d: torch.optim.Optimizer | None
     gan_loss: GANLoss
     ema: nn.Module | None = None  # the generator's exponential moving average (train.ema > 0)
-    epoch: int = 0
+    epoch: int = 0  # epochs finished
+    batches: int = 0  # batches of the epoch under way finished (a checkpoint inside an epoch records its place)
+    epoch_totals: dict[str, float] = field(default_factory=dict)  # the epoch under way's sums of losses, images, seconds
     steps: int = 0  # optimisation steps of the generator so far
     d_accuracy: float = 0.5  # the discriminator's running accuracy on real and fake pairs
     history: list[dict[str, float]] = field(default_factory=list)
@@ -128,6 +130,8 @@ class Trainer:
         return {
             "fingerprint": key,
             "epoch": self.epoch,
+            "batches": self.batches,
+            "epoch_totals": self.epoch_totals,
             "steps": self.steps,
             "d_accuracy": self.d_accuracy,
             "history": self.history,
@@ -150,4 +154,5 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["rng"])
         self.epoch, self.steps, self.history = state["epoch"], state["steps"], state["history"]
+        self.batches, self.epoch_totals = state["batches"], state["epoch_totals"]
         self.d_accuracy = state["d_accuracy"]

@@ -117,7 +117,7 @@ class Harness:
 
     def workspace(self, name: str) -> tuple[Path, dict[str, str]]:
         repo, env = make_workspace(self.root / name, self.prefect_api_url)
-        edit_params(repo, train={"epochs": EPOCHS})
+        edit_params(repo, train={"epochs": EPOCHS, "checkpoint_minutes": 1e-9})  # and a checkpoint after every batch
         return repo, env
 
     def repro(self, repo: Path, env: dict[str, str], kill: Kill | None = None, census: Path | None = None) -> Run:

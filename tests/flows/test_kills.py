@@ -17,8 +17,9 @@ KILLS = [  # one chain, in the order of the stages; each run resumes what the on
     Kill(write="clean:image:3"),
     Kill(write="split:image:7", signum=signal.SIGTERM),
     Kill(write="train:dvclive:15"),  # in epoch 2's curves (epoch 1, the L1 warm-up, has 6 curves and metrics.json)
-    Kill(write="train:checkpoint:2"),  # resumed after epoch 1: epoch 3's checkpoint
-    Kill(write="train:sample:1", signum=signal.SIGTERM),  # resumed after epoch 2: epoch 3's samples
+    Kill(write="train:checkpoint:2"),  # resumed after epoch 1, checkpointed after each batch: epoch 2's second batch
+    Kill(write="train:sample:1", signum=signal.SIGTERM),  # epoch 2's samples: it stops after the epoch's checkpoint
+    Kill(write="train:checkpoint:1", signum=signal.SIGTERM),  # epoch 3's first batch: it stops after the next one
     Kill(write="train:generator:1"),
     Kill(write="evaluate:record:1"),
 ]
@@ -37,6 +38,6 @@ def test_dvc_repro_killed_in_the_middle_of_writes_in_every_stage_resumes_to_an_u
 
     assert {str(run.kill): run.problems for run in [*runs, last] if run.problems} == {}
     assert [run.landed for run in runs] == [kill.write.rsplit(":", 1)[0] for kill in KILLS]
-    assert [run.seconds < 10 for run in runs if run.kill.signum == signal.SIGTERM] == [True, True]
+    assert [run.seconds < 10 for run in runs if run.kill.signum == signal.SIGTERM] == [True, True, True]
     assert last.returncode == 0 and last.landed is None
     assert differences(baseline, repo, env) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -68,15 +70,34 @@ class Killed(Exception):
     """Stands for the process being killed right after a checkpoint was written."""
 
 
-@pytest.mark.parametrize("killed_after", [1, 2], ids=["in-the-warm-up", "in-the-adversarial-phase"])
-def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path, monkeypatch, killed_after):
-    params = tiny_params(3, **RECIPE)
+def assert_same_training(a_root: Path, b_root: Path, a: dict, b: dict) -> None:
+    """Two runs ended with the same weights and the same per-epoch history (throughput aside)."""
+    first = torch.load(a_root / CHECKPOINT_FILE, weights_only=True)
+    second = torch.load(b_root / CHECKPOINT_FILE, weights_only=True)
+    for part in ("generator", "ema", "discriminator"):
+        for name, tensor in first[part].items():
+            assert torch.equal(tensor, second[part][name]), (part, name)
+    timeless = lambda history: [{k: v for k, v in epoch.items() if k != "images_per_second"} for epoch in history]  # noqa: E731
+    assert timeless(a["history"]) == timeless(b["history"])
+
+
+EVERY_BATCH = 1e-9  # train.checkpoint_minutes: a checkpoint after every batch but an epoch's last
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_minutes", "checkpoints"),
+    [(0, [(1, 0)]), (0, [(1, 0), (2, 0)]), (EVERY_BATCH, [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)])],
+    ids=["in-the-warm-up", "in-the-adversarial-phase", "inside-an-epoch"],  # killed after the last of `checkpoints`
+)
+def test_a_run_killed_after_a_checkpoint_resumes_from_its_place_to_exactly_the_same_state(split, tmp_path, monkeypatch, checkpoint_minutes, checkpoints):
+    params = tiny_params(3, checkpoint_minutes=checkpoint_minutes, **RECIPE)
     straight = train_model(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
-    save = pipeline.model.train.save_checkpoint
+    save, places = pipeline.model.train.save_checkpoint, []
 
     def save_then_die(path: Path, state: dict) -> None:
         save(path, state)
-        if state["epoch"] == killed_after:
+        places.append((state["epoch"], state["batches"]))  # epochs finished, batches of the next one
+        if places[-1] == checkpoints[-1]:
             raise Killed
 
     resumed = tmp_path / "resumed"
@@ -84,15 +105,10 @@ def test_an_interrupted_run_resumes_to_exactly_the_same_state(split, tmp_path, m
         patched.setattr(pipeline.model.train, "save_checkpoint", save_then_die)
         with pytest.raises(Killed):
             train_model(split, resumed / "models", resumed / "live", params)
+    assert places == checkpoints
     again = train_model(split, resumed / "models", resumed / "live", params)
-    a = torch.load(tmp_path / "straight" / "models" / CHECKPOINT_FILE, weights_only=True)
-    b = torch.load(resumed / "models" / CHECKPOINT_FILE, weights_only=True)
-    assert a["epoch"] == b["epoch"] == 3
-    for part in ("generator", "ema", "discriminator"):
-        for name, tensor in a[part].items():
-            assert torch.equal(tensor, b[part][name]), (part, name)
-    timeless = lambda history: [{k: v for k, v in epoch.items() if k != "images_per_second"} for epoch in history]  # noqa: E731
-    assert timeless(again["history"]) == timeless(straight["history"])
+    assert again["epochs"] == 3
+    assert_same_training(tmp_path / "straight" / "models", resumed / "models", straight, again)
 
 
 def _curve(live: Path, name: str) -> list[list[str]]:
@@ -299,3 +315,37 @@ def test_the_train_stage_on_cuda_without_cuda_fails_in_one_line(split, tmp_path,
     with pytest.raises(SystemExit) as exit_info:
         main("train", run_train, "train")
     assert exit_info.value.code == "train: error: train.device: 'cuda': this machine has no CUDA device (use auto or cpu)"
+
+
+def test_sigterm_inside_an_epoch_checkpoints_at_the_next_batch_and_hands_the_signal_on(split, tmp_path, monkeypatch, caplog):
+    """As a preempted machine's SIGTERM: the stage's handler (here one that raises) runs once the batch is done and
+    its place is checkpointed; the next run continues from there to the end an uninterrupted run reaches."""
+    params = tiny_params(2, **RECIPE)  # checkpoints at the end of epochs only, but for the signal
+    straight = train_model(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
+    augment, batches = pipeline.model.train.augment, []
+
+    def augment_and_signal(x, y, crop, rng):
+        batches.append(len(batches))
+        if len(batches) == 5:  # epoch 2's second batch
+            os.kill(os.getpid(), signal.SIGTERM)
+        return augment(x, y, crop, rng)
+
+    def terminated(signum, frame):
+        raise Killed
+
+    resumed = tmp_path / "resumed"
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with monkeypatch.context() as patched, caplog.at_level(logging.INFO, "pipeline.model.train"):
+            patched.setattr(pipeline.model.train, "augment", augment_and_signal)
+            with pytest.raises(Killed):
+                train_model(split, resumed / "models", resumed / "live", params)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(batches) == 5 and "train: stopping after batch 2 of 3 of epoch 2, which the checkpoint records" in caplog.text
+    checkpoint = torch.load(resumed / "models" / CHECKPOINT_FILE, weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["batches"]) == (1, 2) and checkpoint["epoch_totals"]["images"] == 8
+    with caplog.at_level(logging.INFO, "pipeline.model.train"):
+        again = train_model(split, resumed / "models", resumed / "live", params)
+    assert "train: resuming after batch 2 of epoch 2 of 2" in caplog.text
+    assert_same_training(tmp_path / "straight" / "models", resumed / "models", straight, again)

@@ -6,6 +6,7 @@ processes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from pipeline.model.data import SplitPairs
 from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE, train_model
 from pipeline.testing.kills import RUN_TOKEN, processes_of
-from tests.model.test_train import tiny_params, tiny_split
+from tests.model.test_train import RECIPE, assert_same_training, tiny_params, tiny_split
 
 pytestmark = pytest.mark.slow  # torchrun processes
 
@@ -84,23 +85,42 @@ def recording(split: Path, probe: Callable[[], Any] = lambda: None) -> Iterator[
         logger.setLevel(level)
 
 
+SIGTERM_AT = "sigterm-at-batch"  # a file in the run's folder: rank 0 sends torchrun SIGTERM as it starts that batch
+
+
 def record_one_rank(root: Path) -> None:
     """One of torchrun's processes: train on root/split into root/models and root/live; record it in root/rank<N>.json."""
-    with recording(root / "split") as seen:
+    signal_at, batches = int((root / SIGTERM_AT).read_text()) if (root / SIGTERM_AT).exists() else 0, itertools.count(1)
+
+    def preempt() -> None:  # as a cloud scheduler does: SIGTERM to the launcher, which passes it on to every process
+        if next(batches) == signal_at and World.from_env().is_main:
+            os.kill(os.getppid(), signal.SIGTERM)
+
+    with recording(root / "split", preempt) as seen:
         train_model(root / "split", root / "models", root / "live", load_params(root / "params.yaml"))
     (root / f"rank{World.from_env().rank}.json").write_text(json.dumps({"batches": seen.batches, "log": seen.log}))
 
 
+def _torchrun(root: Path, **env: str) -> list[str]:
+    """The command and environment that run this module as 2 processes on root/split, meeting on loopback."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
+    loopback = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo"}
+    return [*torchrun, "-m", "tests.model.test_train_ddp", str(root)], {**os.environ, **loopback, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}
+
+
+def _train_on_two_processes(root: Path, epochs: int, **train: Any) -> subprocess.CompletedProcess[str]:
+    """A split of TRAIN_IMAGES under root, trained on by 2 processes (global batch 4)."""
+    if not (root / "split").exists():
+        tiny_split(root / "split", {"train": TRAIN_IMAGES, "test": 2})
+    params = tiny_params(epochs, nproc=2, **train).model_copy(update={"workers": 1})
+    (root / "params.yaml").write_text(json.dumps(params.model_dump(mode="json")))
+    command, env = _torchrun(root)
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("loader", ["memory", "stream"])
 def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path, loader):
-    tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2})
-    params = tiny_params(EPOCHS, nproc=2, loader=loader).model_copy(update={"workers": 1})  # batch_size 4
-    (tmp_path / "params.yaml").write_text(json.dumps(params.model_dump(mode="json")))
-    loopback = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo"}
-    env = {**os.environ, **loopback, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
-    command = [*torchrun, "-m", "tests.model.test_train_ddp", str(tmp_path)]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = _train_on_two_processes(tmp_path, EPOCHS, loader=loader)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
@@ -133,11 +153,8 @@ def test_the_training_processes_end_soon_after_torchrun_is_killed(tmp_path):
     tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2})
     (tmp_path / "params.yaml").write_text(json.dumps(tiny_params(10_000, nproc=2).model_dump(mode="json")))
     token = uuid.uuid4().hex
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1", RUN_TOKEN: token}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1", "--nproc-per-node=2"]
-    agent = subprocess.Popen([*torchrun, "-m", "tests.model.test_train_ddp", str(tmp_path)], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command, env = _torchrun(tmp_path, **{RUN_TOKEN: token})
+    agent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (tmp_path / "models" / CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -152,6 +169,26 @@ def test_the_training_processes_end_soon_after_torchrun_is_killed(tmp_path):
     for pid in left:  # a failure leaves nothing training on
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+def test_sigterm_to_torchrun_inside_an_epoch_checkpoints_the_place_every_process_reached_and_the_next_run_ends_alike(tmp_path):
+    straight = _train_on_two_processes(tmp_path / "straight", EPOCHS, **RECIPE)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    preempted = tmp_path / "preempted"
+    tiny_split(preempted / "split", {"train": TRAIN_IMAGES, "test": 2})
+    (preempted / SIGTERM_AT).write_text("5")  # epoch 2's second batch of 3
+    stopped = _train_on_two_processes(preempted, EPOCHS, **RECIPE)
+    checkpoint = torch.load(preempted / "models" / CHECKPOINT_FILE, weights_only=True)
+    assert stopped.returncode != 0 and (checkpoint["epoch"], checkpoint["batches"]) == (1, 2), stopped.stderr[-3000:]
+    assert checkpoint["epoch_totals"]["images"] == 8  # both processes' images of the 2 batches
+    (preempted / SIGTERM_AT).unlink()
+    resumed = _train_on_two_processes(preempted, EPOCHS, **RECIPE)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ranks = [json.loads((preempted / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(rank["batches"]) for rank in ranks] == [1, 1]  # epoch 2's last batch, on each process
+    assert "train: resuming after batch 2 of epoch 2 of 2" in "\n".join(ranks[0]["log"])
+    assert_same_training(tmp_path / "straight" / "models", preempted / "models", *[torch.load(root / "models" / CHECKPOINT_FILE, weights_only=True)
+                                                                               for root in (tmp_path / "straight", preempted)])
 
 
 def test_the_stage_trains_without_prefect_on_ranks_other_than_0_and_leaves_the_writing_to_rank_0(tmp_path, monkeypatch):
