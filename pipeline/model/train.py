@@ -65,7 +65,7 @@ GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
-EXECUTION = {"device", "compile", "loader"}  # train params that say where and how it runs: a checkpoint resumes across them
+EXECUTION = {"device", "compile", "loader", "checkpoint_minutes"}  # train params that say where and how it runs: a checkpoint resumes across them
 
 
 def trained_on(params: Params, pairs: SplitPairs) -> dict[str, Any]:

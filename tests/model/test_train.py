@@ -21,7 +21,7 @@ from pipeline.dataset.manifests import MANIFEST, SplitFile, write_table
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
-from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, train_model
+from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, fingerprint, train_model
 from pipeline.model.trainer import Trainer
 from tests.hostile import WritesMarker
 from tests.images import colorful
@@ -234,6 +234,13 @@ def test_changed_params_start_afresh_instead_of_resuming(split, tmp_path):
     info = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(1, lr=1e-3))
     assert info["epochs"] == 1 and len(info["history"]) == 1
 
+
+
+@pytest.mark.parametrize("execution", [{"loader": "stream"}, {"checkpoint_minutes": 1.0}, {"compile": True}])
+def test_where_and_how_it_runs_is_not_what_it_is_a_checkpoint_resumes_across_a_change(execution):
+    params = tiny_params(2)
+    assert fingerprint(params, Path("missing")) == fingerprint(tiny_params(2, **execution), Path("missing"))
+    assert fingerprint(params, Path("missing")) != fingerprint(tiny_params(2, lr=1e-3), Path("missing"))
 
 def test_changed_data_starts_afresh_even_with_the_same_file_names(split, tmp_path):
     before = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(1))["history"][0]
