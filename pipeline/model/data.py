@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 NORMALIZATION = LabNormalization()
 MEMORY_CAP = 4 << 30  # bytes: the most a split may take to be held in memory (and at most a quarter of the memory)
 PREFETCH = 4  # batches each streaming worker process holds ready
-LOAD_PER_PROCESS = 2048  # pairs per process that loads a split into memory (a smaller split loads in this one)
+LOAD_PER_PROCESS = 8192  # pairs per process that loads a split into memory: a process takes seconds to start
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # x as N×1×H×W uint8, y as N×3×H×W uint8 (or one image, without N)
 
@@ -138,14 +138,16 @@ def _one_line_errors(loader: DataLoader[Pair]) -> Iterator[Pair]:
 
 class InMemoryPairs:
     """The whole split, loaded once as two uint8 tensors (onto the GPU when training there: it never waits for the
-    disk), by up to `workers` processes, one per LOAD_PER_PROCESS pairs."""
+    disk), by up to `workers` processes, one per LOAD_PER_PROCESS pairs; in this process when that makes fewer than 2 (one
+    process reads no faster than this one, and starts in seconds)."""
 
     def __init__(self, pairs: SplitPairs, workers: int, device: torch.device) -> None:
         height, width = pairs.shape
         self.x = torch.empty((len(pairs), 1, height, width), dtype=torch.uint8)
         self.y = torch.empty((len(pairs), 3, height, width), dtype=torch.uint8)
         batches = _Batches().set(torch.arange(len(pairs)), 256, 0)
-        loader = _loader(pairs, batches, min(workers, len(pairs) // LOAD_PER_PROCESS), pin_memory=False)
+        processes = min(workers, len(pairs) // LOAD_PER_PROCESS)
+        loader = _loader(pairs, batches, processes if processes >= 2 else 0, pin_memory=False)
         done = 0
         for x, y in tqdm(_one_line_errors(loader), total=len(batches), desc="loading the split", unit="batch", leave=False, disable=None):
             self.x[done : done + len(x)], self.y[done : done + len(y)] = x, y
