@@ -7,6 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.artifacts import create_picture_artifact
 from flows.cli import DATA, main
+from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.dataset.split import PREVIEW, SplitResult, split_dataset
 
@@ -15,7 +16,8 @@ SPLIT = DATA / "split"
 
 @flow(name="split")
 def split(params: Params) -> SplitResult:
-    result = split_dataset(DATA / "resized", SPLIT, params.split, params.seed)
+    with batch_tasks("split", params.workers) as batches:
+        result = split_dataset(DATA / "resized", SPLIT, params.split, params.seed, batches, params.workers)
     create_table_artifact(
         key="split-counts",
         table=[{"category": category, **counts} for category, counts in result.counts.items()],
@@ -27,8 +29,7 @@ def split(params: Params) -> SplitResult:
 
 
 def run(params: Params) -> SplitResult:
-    """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
-    return split(params)
+    return run_stage(split, params)
 
 
 if __name__ == "__main__":

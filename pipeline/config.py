@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import category_slug
 from pipeline.core.schema import StrictModel
+from pipeline.dataset.manifests import Layout
 from pipeline.dataset.sources import SOURCES
 
 PARAMS_FILE = Path("params.yaml")
@@ -89,6 +90,11 @@ ResizeMode = Literal["center_crop", "pad", "squash"]
 class Resize(StrictModel):
     size: Annotated[int, Field(ge=8, le=4096)] = 200
     mode: ResizeMode = "center_crop"
+
+
+class Data(StrictModel):
+    layout: Layout = "folders"  # how every data stage stores its images: a file each, or tar shards (a Parquet manifest)
+    shard_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2000  # images per shard of a category
 
 
 class Split(StrictModel):
@@ -179,6 +185,7 @@ class Schedule(StrictModel):
 class Params(StrictModel):
     seed: int = 42
     workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
+    data: Data = Data()
     source: Source = Source()
     clean: Clean = Clean()
     resize: Resize = Resize()

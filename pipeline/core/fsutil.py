@@ -52,7 +52,7 @@ UNFINISHED_WRITE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # .<name>.<mkstemp'
 
 
 @contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary file to write, created beside `path` and renamed onto it only when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -75,14 +75,14 @@ def remove_unfinished_writes(folder: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes | bytearray) -> None:
     """Write to a temporary file beside `path`, then rename it into place."""
-    with _atomic_file(path) as handle:
+    with atomic_file(path) as handle:
         handle.write(data)
 
 
 def atomic_copy(reader: BinaryIO, target: Path, chunk_size: int = 1 << 20) -> tuple[str, int]:
     """Copy what `reader` holds to `target` atomically, streaming (never the whole file in memory); returns (sha256, size)."""
     digest, size = hashlib.sha256(), 0
-    with _atomic_file(target) as writer:
+    with atomic_file(target) as writer:
         while chunk := reader.read(chunk_size):
             digest.update(chunk)
             writer.write(chunk)

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import Clean
-from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, atomic_write_json, category_slug, staged_output
+from pipeline.core.fsutil import atomic_write_json, category_slug, staged_output
 from pipeline.core.images import (
     DECODE_ERRORS,
     PNG_LEVEL,
@@ -26,9 +27,11 @@ from pipeline.core.images import (
     to_rgb,
     ycbcr_cells,
 )
-from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
+from pipeline.core.parallel import BatchMapper, serial_map
 from pipeline.core.progress import track_batches
-from pipeline.dataset.manifests import MANIFEST, REJECTED, CleanFile, RawFile, Rejection, read_table, write_table
+from pipeline.core.shards import ShardWriter, read_shard, split_member
+from pipeline.dataset.layout import Output, read_images, work_units
+from pipeline.dataset.manifests import REJECTED, CleanFile, RawFile, Rejection, read_manifest, write_manifest, write_table
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,12 @@ class Inspection:
     chroma: float = 0.0
     phash: str = ""
     luma: bytes = b""  # 16×16 lightness thumbnail that confirms a pHash match (not in the manifest)
+    shard: str = ""  # shards layout: the shard of the raw file, and of the kept image
 
 
-
-def _describe_non_image(path: Path) -> str:
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+def _describe_non_image(reader: BinaryIO) -> str:
+    reader.seek(0)
+    head = reader.read(64)
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "HTML page, not an image"
     return f"unknown format (starts with {head[:12]!r})"
@@ -91,16 +94,17 @@ def _decode(image: Image.Image) -> tuple[Image.Image, bool]:
     return to_rgb(ImageOps.exif_transpose(image)), False
 
 
-def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, category: str, sha256: str) -> Inspection:
-    """Decode one raw file, apply the rules, and write the kept image to out_root/<category>/<sha256[:16]>.<ext>."""
-    found = Inspection(raw_file, category, sha256)
-    path = raw_root / raw_file
-    if path.stat().st_size == 0:
+def inspect_image(reader: BinaryIO, output: Output, rules: Clean, raw_file: str, category: str, sha256: str) -> Inspection:
+    """Decode one raw image, apply the rules, and write the kept image to `output`: <category>/<sha256[:16]>.<ext>
+    (files), or the member <key of the raw member>.<ext> (a shard)."""
+    found = Inspection(raw_file, category, sha256, shard=output.shard)
+    if reader.seek(0, io.SEEK_END) == 0:
         return replace(found, reason="empty", detail="zero-byte file")
+    reader.seek(0)
     try:
-        image = Image.open(path)
+        image = Image.open(reader)
     except UnidentifiedImageError:
-        return replace(found, reason="not_an_image", detail=_describe_non_image(path))
+        return replace(found, reason="not_an_image", detail=_describe_non_image(reader))
     except Image.DecompressionBombError as exc:
         return replace(found, reason="decompression_bomb", detail=str(exc))
     except DECODE_ERRORS as exc:
@@ -123,20 +127,23 @@ def inspect_file(raw_root: Path, out_root: Path, rules: Clean, raw_file: str, ca
         if chroma < rules.min_chroma:
             return replace(found, reason="grayscale", detail=f"color beyond a tint {chroma:.2f} < clean.min_chroma={rules.min_chroma}")
         extension = _PASSTHROUGH_FORMATS[str(image.format)] if passthrough else "png"
-        kept = f"{category_slug(category)}/{sha256[:16]}.{extension}"
+        stem = split_member(raw_file)[0] if output.shard else f"{category_slug(category)}/{sha256[:16]}"
         if passthrough:
-            with open(path, "rb") as reader:
-                atomic_copy(reader, out_root / kept)
+            reader.seek(0)
+            kept = output.write(f"{stem}.{extension}", reader)
         else:
             encoded = io.BytesIO()
             rgb.save(encoded, "PNG", compress_level=PNG_LEVEL)
-            atomic_write_bytes(out_root / kept, encoded.getvalue())
+            kept = output.write(f"{stem}.{extension}", encoded.getvalue())
         return replace(found, file=kept)
 
 
-def inspect_batch(raw_root: Path, out_root: Path, rules: Clean, rows: list[tuple[str, str, str]]) -> list[Inspection]:
-    """inspect_file for each (raw_file, category, sha256); never raises for a bad image."""
-    return [inspect_file(raw_root, out_root, rules, *row) for row in rows]
+def inspect_batch(raw_root: Path, out_root: Path, rules: Clean, rows: list[tuple[str, ...]]) -> list[Inspection]:
+    """inspect_image for each (raw_file, category, sha256[, shard]) of a unit; never raises for a bad image."""
+    shard = rows[0][3] if rows and len(rows[0]) > 3 else ""
+    with Output(out_root, shard) as output:
+        readers = read_images(raw_root, [row[0] for row in rows], shard)
+        return [inspect_image(reader, output, rules, *row[:3]) for reader, row in zip(readers, rows, strict=True)]
 
 
 class NearDuplicateIndex:
@@ -198,6 +205,24 @@ def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]
     return result
 
 
+def drop_duplicates(root: Path, inspections: list[Inspection]) -> None:
+    """Remove from root the images written before `deduplicate` rejected them: their files, or their shards' members
+    (a shard is written again without them, or removed when none is left)."""
+    dropped = [item for item in inspections if item.file and item.reason]
+    kept = {item.file for item in inspections if not item.reason and not item.shard}  # a file's exact duplicate has its name
+    for item in dropped:
+        if not item.shard and item.file not in kept:
+            (root / item.file).unlink(missing_ok=True)
+    for shard in dict.fromkeys(item.shard for item in dropped if item.shard):
+        keep = {split_member(item.file)[0] for item in inspections if item.shard == shard and not item.reason}
+        with ShardWriter(root / shard) as writer:  # the old shard is read in full before the new one replaces it
+            for key, sample in read_shard(root / shard):
+                if key in keep:
+                    writer.add(key, sample)
+        if not keep:
+            (root / shard).unlink()
+
+
 @dataclass(frozen=True)
 class CleanSummary:
     """What cleaning kept and dropped: in all, by reason, and per category (kept, rejected, and each reason)."""
@@ -228,20 +253,15 @@ def clean_dataset(
 ) -> CleanSummary:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv, summary.json
     (the counts kept and rejected: DVC's metrics) and counts.csv (per category and reason: a DVC plot)."""
-    raw = read_table(raw_root / MANIFEST, RawFile)
-    rows = list(raw[["file", "category", "sha256"]].itertuples(index=False, name=None))
+    raw, layout = read_manifest(raw_root, RawFile)
     with staged_output(clean_root) as staging:
         work = partial(inspect_batch, raw_root, staging, rules)
-        batches = batched(rows, batch_size_for(len(rows), workers))
-        batches = track_batches(map_batches(work, batches), len(rows), "clean")
+        batches = track_batches(map_batches(work, work_units(raw, ["file", "category", "sha256"], layout, workers)), len(raw), "clean")
         inspections = deduplicate([item for batch in batches for item in batch], rules)
         kept = [asdict(item) for item in inspections if not item.reason]
-        kept_files = {item["file"] for item in kept}
-        for item in inspections:
-            if item.file and item.file not in kept_files:
-                (staging / item.file).unlink(missing_ok=True)
+        drop_duplicates(staging, inspections)
         rejected = [{**asdict(item), "file": item.raw_file} for item in inspections if item.reason]
-        write_table(staging / MANIFEST, CleanFile, kept)
+        write_manifest(staging, CleanFile, kept, layout)
         write_table(staging / REJECTED, Rejection, rejected)
         summary = cleaning_summary(inspections)
         atomic_write_json(staging / "summary.json", {"kept": summary.kept, "rejected": summary.rejected})

@@ -12,11 +12,12 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.config import Resize, ResizeMode
-from pipeline.core.fsutil import atomic_write_bytes, staged_output
+from pipeline.core.fsutil import staged_output
 from pipeline.core.images import PNG_LEVEL
-from pipeline.core.parallel import BatchMapper, batch_size_for, batched, serial_map
+from pipeline.core.parallel import BatchMapper, serial_map
 from pipeline.core.progress import track_batches
-from pipeline.dataset.manifests import MANIFEST, CleanFile, ResizedFile, read_table, write_table
+from pipeline.dataset.layout import Output, read_images, work_units
+from pipeline.dataset.manifests import CleanFile, ResizedFile, read_manifest, write_manifest
 
 _QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
 
@@ -50,18 +51,18 @@ def resize_image(image: Image.Image, size: int, mode: ResizeMode) -> Image.Image
     return canvas
 
 
-def resize_file(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, clean_file: str) -> str:
-    """Resize clean_root/<clean_file> to out_root/<category>/<stem>.png; return the new relative path."""
-    target = str(Path(clean_file).with_suffix(".png"))
-    with Image.open(clean_root / clean_file) as image:
-        encoded = io.BytesIO()
-        resize_image(image, size, mode).save(encoded, "PNG", compress_level=PNG_LEVEL)
-    atomic_write_bytes(out_root / target, encoded.getvalue())
-    return target
-
-
-def resize_batch(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, files: list[str]) -> list[str]:
-    return [resize_file(clean_root, out_root, size, mode, file) for file in files]
+def resize_batch(clean_root: Path, out_root: Path, size: int, mode: ResizeMode, rows: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Resize the images (clean_file[, shard]) of a unit to `<clean_file's stem>.png` in out_root (or the shard of the
+    same name there); return each (file, shard)."""
+    shard = rows[0][1] if rows and len(rows[0]) > 1 else ""
+    files = [row[0] for row in rows]
+    with Output(out_root, shard) as output:
+        for clean_file, reader in zip(files, read_images(clean_root, files, shard), strict=True):
+            encoded = io.BytesIO()
+            with Image.open(reader) as image:
+                resize_image(image, size, mode).save(encoded, "PNG", compress_level=PNG_LEVEL)
+            output.write(str(Path(clean_file).with_suffix(".png")), encoded.getvalue())
+    return [(str(Path(file).with_suffix(".png")), shard) for file in files]
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,12 @@ class ResizeResult:
 def resize_dataset(
     clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> ResizeResult:
-    """Resize every image of clean_root/manifest.csv and publish resized_root with its manifest."""
-    clean = read_table(clean_root / MANIFEST, CleanFile)
+    """Resize every image of clean_root's manifest and publish resized_root with its manifest, in the same layout."""
+    clean, layout = read_manifest(clean_root, CleanFile)
     with staged_output(resized_root) as staging:
         work = partial(resize_batch, clean_root, staging, cfg.size, cfg.mode)
-        batches = batched(list(clean["file"]), batch_size_for(len(clean), workers))
-        batches = track_batches(map_batches(work, batches), len(clean), "resize")
-        files = [file for batch in batches for file in batch]
-        write_table(staging / MANIFEST, ResizedFile, pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"]}))
+        batches = track_batches(map_batches(work, work_units(clean, ["file"], layout, workers)), len(clean), "resize")
+        files, shards = zip(*(row for batch in batches for row in batch), strict=True) if len(clean) else ((), ())
+        resized = pd.DataFrame({"file": files, "category": clean["category"], "clean_file": clean["file"], "shard": shards})
+        write_manifest(staging, ResizedFile, resized, layout)
     return ResizeResult(len(files), cfg.size, cfg.mode)

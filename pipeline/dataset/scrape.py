@@ -5,27 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.core.fsutil import staged_output
+from pipeline.core.fsutil import category_slug, staged_output
 from pipeline.core.parallel import batch_size_for
 from pipeline.core.progress import track_batches
-from pipeline.dataset.manifests import ATTEMPTS, MANIFEST, SAVED, Attempt, RawFile, write_table
+from pipeline.dataset.layout import Output, shard_name
+from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, Layout, RawFile, write_manifest, write_table
 from pipeline.dataset.sources import SOURCES
 from pipeline.dataset.sources.base import Scraped, Source, Unit
 
 log = logging.getLogger(__name__)
 
-UnitMapper = Callable[[Callable[[Unit], Scraped], Iterable[Unit]], Iterator[Scraped]]
-"""Runs fn(unit) for each unit, where it likes, and yields the results in order (the flow's task runner)."""
+UnitMapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+"""Runs fn(unit) for each unit (a `Unit` or a `Pack`, named by `.name`), where it likes, and yields the results in
+order (the flow's task runner)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ def define_source(params: Params) -> Source:
 
 def resume_key(params: Params) -> str:
     """Unfinished work in the staging folder is resumed only when this (seed + source params) is unchanged."""
-    described = json.dumps({"seed": params.seed, "source": params.source.model_dump(mode="json")}, sort_keys=True)
+    described = json.dumps({"seed": params.seed, "source": params.source.model_dump(mode="json"), "data": params.data.model_dump(mode="json")},
+                           sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 
@@ -59,7 +64,7 @@ def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterat
 
 def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) -> ScrapeResult:
     """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
-    with manifest.csv and attempts.csv; a Ctrl-C or SIGTERM stops a network source's transfers at once."""
+    in params.data.layout, with the manifest and attempts.csv; a Ctrl-C or SIGTERM stops a network source's transfers at once."""
     source, categories = define_source(params), params.source.categories
     total = params.source.per_category * len(categories)
     stop = threading.Event()
@@ -71,18 +76,78 @@ def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) 
         except BaseException:  # an error, Ctrl-C, SIGTERM
             stop.set()  # transfers in flight are abandoned at once; local batches are short anyway
             raise
-        result = ScrapeResult(source.describe(), write_raw_manifest(staging, results))
+        layout = params.data.layout
+        packed = pack_shards(staging, [row for result in results for row in result.files], params.data.shard_size, map_units) if layout == "shards" else {}
+        result = ScrapeResult(source.describe(), write_raw_manifest(staging, results, layout, packed))
+        for category in categories if packed else []:  # packed, and no longer in the journal: the files go
+            shutil.rmtree(staging / category_slug(category), ignore_errors=True)
     for category in categories:
         if (saved := result.saved(category)) < params.source.per_category:
             log.warning("%s: %d of %d images obtained", category, saved, params.source.per_category)
     return result
 
 
-def write_raw_manifest(root: Path, results: list[Scraped]) -> dict[str, dict[str, int]]:
-    """Write root/manifest.csv (the files) and root/attempts.csv (every source URL tried, with its outcome), drop the
-    resume journal, and return the count of each outcome (`saved`, or the reason) per category."""
-    attempts = [asdict(row) for result in results for row in result.attempts()]
-    write_table(root / MANIFEST, RawFile, [asdict(row) for result in results for row in result.files])
+@dataclass(frozen=True)
+class Pack:
+    """One shard of the raw folder to write: its path, and its members as (member name, file it holds)."""
+
+    shard: str
+    members: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return f"pack-{Path(self.shard).stem}"
+
+
+def plan_shards(files: list[RawFile], shard_size: int) -> list[tuple[Pack, list[RawFile]]]:
+    """Each category's files, in scrape order, `shard_size` to a shard; the n-th file of a category is the member
+    `<category>-<n>.<extension>`, so that more files of a category add members to its last shard, or new shards."""
+    by_category: dict[str, list[RawFile]] = {}
+    for row in files:
+        by_category.setdefault(row.category, []).append(row)
+    plans = []
+    for category, rows in by_category.items():
+        for start in range(0, len(rows), shard_size):
+            shard = shard_name(category, start // shard_size)
+            members = [(f"{category_slug(category)}-{start + i:07d}.{_extension(row.file)}", row) for i, row in enumerate(rows[start : start + shard_size])]
+            plans.append((Pack(shard, tuple((member, row.file) for member, row in members)),
+                          [replace(row, file=member, shard=shard) for member, row in members]))
+    return plans
+
+
+def _extension(file: str) -> str:
+    extension = Path(file).suffix.lstrip(".").lower()
+    return extension if re.fullmatch(r"[a-z0-9]{1,10}", extension) else "bin"
+
+
+def pack_shard(root: Path, pack: Pack) -> list[str]:
+    """Write the shard of `pack` from the files under root; return its members."""
+    with Output(root, pack.shard) as output:
+        for member, file in pack.members:
+            with open(root / file, "rb") as reader:
+                output.write(member, reader)
+    return [member for member, _ in pack.members]
+
+
+def pack_shards(root: Path, files: list[RawFile], shard_size: int, map_units: UnitMapper = map) -> dict[str, RawFile]:
+    """Pack the scraped files under root into tar shards (one task each); return the row of each packed file by the
+    file's name before."""
+    plans = plan_shards(files, shard_size)
+    for _ in track_batches(map_units(partial(pack_shard, root), [pack for pack, _ in plans]), len(files), "pack", unit="file"):
+        pass
+    return {original: row for pack, rows in plans for (_, original), row in zip(pack.members, rows, strict=True)}
+
+
+def write_raw_manifest(
+    root: Path, results: list[Scraped], layout: Layout = "folders", packed: dict[str, RawFile] | None = None
+) -> dict[str, dict[str, int]]:
+    """Write the manifest in `layout` (`packed`: the rows of files packed into shards, by their name before) and
+    root/attempts.csv (every source URL tried, with its outcome, and the file saved under its name in the manifest),
+    drop the resume journal, and return the count of each outcome (`saved`, or the reason) per category."""
+    packed = packed or {}
+    files = [packed.get(row.file, row) for result in results for row in result.files]
+    attempts = [asdict(replace(row, file=packed[row.file].file) if row.file in packed else row) for result in results for row in result.attempts()]
+    write_manifest(root, RawFile, [asdict(row) for row in files], layout)
     write_table(root / ATTEMPTS, Attempt, attempts)
     shutil.rmtree(root / ".journal", ignore_errors=True)
     counts: dict[str, dict[str, int]] = {}

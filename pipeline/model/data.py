@@ -5,6 +5,7 @@ split); their normalized Lab batches; the augmentation."""
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError, one_line
 from pipeline.core.parallel import start_worker
-from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
+from pipeline.dataset.manifests import MANIFEST, SHARDED_MANIFEST, SplitFile, columns, read_manifest
+from pipeline.dataset.split import PairReader
 from pipeline.model.lab import LabNormalization, rgb_to_lab
 
 log = logging.getLogger(__name__)
@@ -43,40 +46,44 @@ class Batch:
 
 
 class SplitPairs(Dataset[Pair]):
-    """One split of data/split, in manifest order: item i is (x as 1×H×W uint8, y as 3×H×W uint8), read from
-    `<split>_x` and `<split>_y`. A file that cannot be read, or whose size differs from the first's, is a PipelineError
-    naming it."""
+    """One split of data/split, in manifest order, in either layout: item i is (x as 1×H×W uint8, y as 3×H×W uint8),
+    read from `<split>_x` and `<split>_y`, or from the members of its shard at the manifest's offsets. An image that
+    cannot be read, or whose size differs from the first's, is a PipelineError naming it."""
 
     def __init__(self, split_root: Path, split: str) -> None:
-        manifest = read_table(split_root / MANIFEST, SplitFile)
-        self.root, self.split = split_root, split
-        self.files: list[str] = list(manifest.loc[manifest["split"] == split, "file"])
-        self.categories: list[str] = sorted(manifest.loc[manifest["split"] == split, "category"].astype(str).unique())
+        manifest, layout = read_manifest(split_root, SplitFile)
+        rows = manifest[manifest["split"] == split]
+        self.root, self.split, self.manifest = split_root, split, split_root / (SHARDED_MANIFEST if layout == "shards" else MANIFEST)
+        self.rows = rows[columns(SplitFile, layout)].reset_index(drop=True)
+        self.files: list[str] = list(rows["file"])
+        self.categories: list[str] = sorted(rows["category"].astype(str).unique())
+        self._pairs = PairReader(split_root, layout)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> Pair:
-        name = self.files[index]
-        x = self._read(self.root / f"{self.split}_x" / name, "L")
-        y = self._read(self.root / f"{self.split}_y" / name, "RGB")
+        row = next(self.rows.iloc[index : index + 1].itertuples())
+        x = self._read(row, "x", "L")
+        y = self._read(row, "y", "RGB")
         return torch.from_numpy(x)[None], torch.from_numpy(y).permute(2, 0, 1).contiguous()
 
-    def _read(self, path: Path, mode: str) -> np.ndarray:
+    def _read(self, row: Any, which: str, mode: str) -> np.ndarray:
+        where = self.root / row.shard / f"{row.file}.{which}.png" if self._pairs.layout == "shards" else self.root / f"{self.split}_{which}" / row.file
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(self._pairs.read(row, which))) as image:
                 pixels = np.array(image.convert(mode))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise PipelineError(f"{path}: cannot be read as an image ({one_line(str(exc))})") from None
+            raise PipelineError(f"{where}: cannot be read as an image ({one_line(str(exc))})") from None
         if "shape" in self.__dict__ and pixels.shape[:2] != self.shape:
-            raise PipelineError(f"{path}: {pixels.shape[1]}×{pixels.shape[0]} pixels, unlike the split's {self.shape[1]}×{self.shape[0]}")
+            raise PipelineError(f"{where}: {pixels.shape[1]}×{pixels.shape[0]} pixels, unlike the split's {self.shape[1]}×{self.shape[0]}")
         return pixels
 
     @cached_property
     def shape(self) -> tuple[int, int]:
         """Every image's height and width: the first one's."""
         if not self.files:
-            raise PipelineError(f"{self.root / MANIFEST}: no {self.split} images")
+            raise PipelineError(f"{self.manifest}: no {self.split} images")
         x, _ = self[0]
         return int(x.shape[-2]), int(x.shape[-1])
 

@@ -16,8 +16,8 @@ from pipeline.core.fsutil import atomic_write_json, staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid
 from pipeline.core.parallel import batched
 from pipeline.core.progress import track_batches
-from pipeline.dataset.manifests import MANIFEST, SplitFile, read_table
 from pipeline.model.colorizer import Colorizer, load_colorizer
+from pipeline.model.data import SplitPairs
 from pipeline.model.metrics import METRICS, Summary, grayscale_baseline, image_metrics, summarize
 from pipeline.model.real_photos import real_photos
 
@@ -112,19 +112,6 @@ def score_real_photos(colorizer: Colorizer) -> tuple[PhotoScores, list[GridRow]]
     return PhotoScores(model=summarize(by_method["model"]), baseline=summarize(by_method["baseline"]), images=len(grid)), grid
 
 
-def _open(path: Path, mode: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert(mode)
-
-
-def _test_images(split_root: Path) -> pd.DataFrame:
-    manifest = read_table(split_root / MANIFEST, SplitFile)
-    test = manifest[manifest["split"] == "test"]
-    if test.empty:
-        raise PipelineError(f"{split_root / MANIFEST} lists no test images: run the split stage again")
-    return test
-
-
 def _write_grids(folder: Path, grids: dict[str, list[GridRow]], real_photo_rows: list[GridRow]) -> None:
     """grids/<category>.png, grids/overview.png with the first rows of every category, and grids/real-photos.png with
     the real photos reduced to REAL_PHOTOS_CELL."""
@@ -144,15 +131,17 @@ def _grid(rows: list[GridRow]) -> Image.Image:
 def evaluate_model(split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8) -> Scores:
     """Score the model and the grayscale baseline on every test image and on the real photos; write metrics.json,
     scores.json, per_category.csv, per_image.csv (test images) and grids/; return every score."""
-    test = _test_images(split_root)
+    test = SplitPairs(split_root, "test")
+    if not len(test):
+        raise PipelineError(f"{test.manifest} lists no test images: run the split stage again")
     colorizer = load_colorizer(model_path, device, "train.device")
     rows: list[dict] = []
     grids: dict[str, list[GridRow]] = {}
-    items = list(zip(test["file"], test["category"]))
-    for batch in track_batches(batched(items, BATCH_SIZE), len(items), "evaluate"):
-        grays = [_open(split_root / "test_x" / file, "L") for file, _ in batch]
-        truths = [_open(split_root / "test_y" / file, "RGB") for file, _ in batch]
-        for (file, category), gray, colorized, truth in zip(batch, grays, colorizer.colorize_batch(grays), truths):
+    for batch in track_batches(batched(range(len(test)), BATCH_SIZE), len(test), "evaluate"):
+        grays = [Image.fromarray(test[i][0][0].numpy(), "L") for i in batch]
+        truths = [Image.fromarray(test[i][1].permute(1, 2, 0).numpy(), "RGB") for i in batch]
+        items = [(test.files[i], test.rows.at[i, "category"]) for i in batch]
+        for (file, category), gray, colorized, truth in zip(items, grays, colorizer.colorize_batch(grays), truths):
             rows += score(file, category, np.asarray(colorized), np.asarray(truth))
             grid = grids.setdefault(category, [])
             if len(grid) < grid_rows:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline.config import Clean
 from pipeline.core.images import colorfulness, hamming, perceptual_hash
-from pipeline.dataset.clean import NearDuplicateIndex, clean_dataset, inspect_file
+from pipeline.dataset.clean import NearDuplicateIndex, clean_dataset, inspect_batch
 from pipeline.dataset.scrape import write_raw_manifest
 from pipeline.dataset.sources.base import Scraped, save_raw
 from pipeline.dataset.sources.synthetic import png_rgb16
@@ -24,7 +24,12 @@ RULES = Clean(min_side=32)
 
 def inspect(tmp_path: Path, data: bytes, name: str = "x.jpg", rules: Clean = RULES):
     row = save_raw(tmp_path / "raw", "cat", name, data, "test", "test://")
-    return inspect_file(tmp_path / "raw", tmp_path / "out", rules, row.file, row.category, row.sha256)
+    return inspect_one(tmp_path, rules, row.file, row.category, row.sha256)
+
+
+def inspect_one(tmp_path: Path, rules: Clean, *row: str):
+    [result] = inspect_batch(tmp_path / "raw", tmp_path / "out", rules, [row])
+    return result
 
 
 def kept_image(tmp_path: Path, result) -> Image.Image:
@@ -271,7 +276,7 @@ def test_a_large_file_that_is_not_an_image_is_described_from_its_first_bytes_onl
     with open(tmp_path / "raw" / "cat" / "page.jpg", "wb") as handle:
         handle.write(b"<html><body>" + b"x" * (64 * 1024 * 1024) + b"</body></html>")
     tracemalloc.start()
-    result = inspect_file(tmp_path / "raw", tmp_path / "out", RULES, "cat/page.jpg", "cat", "0" * 64)
+    result = inspect_one(tmp_path, RULES, "cat/page.jpg", "cat", "0" * 64)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert (result.reason, result.detail) == ("not_an_image", "HTML page, not an image")
@@ -283,7 +288,7 @@ def test_a_kept_jpeg_is_copied_as_a_stream(tmp_path):
     data = encode(colorful(6000, 4000), "JPEG", quality=95)
     row = save_raw(tmp_path / "raw", "cat", "big.jpg", data, "test", "test://")
     tracemalloc.start()
-    result = inspect_file(tmp_path / "raw", tmp_path / "out", RULES, row.file, row.category, row.sha256)
+    result = inspect_one(tmp_path, RULES, row.file, row.category, row.sha256)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert (tmp_path / "out" / result.file).read_bytes() == data

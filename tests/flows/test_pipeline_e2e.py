@@ -69,6 +69,22 @@ def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(p
     assert Image.open(repo / f"data/split/{folder}_y/{name}").size == (24, 24)
 
 
+def test_dvc_repro_in_the_shards_layout_writes_a_few_shards_per_stage_trains_evaluates_then_skips(project):
+    repo, env = project
+    edit_params(repo, data={"layout": "shards", "shard_size": 4})
+    first = run(repo, env, "dvc", "repro")
+    assert stages_run(first.stdout) == set(STAGES)
+    for stage in ("raw", "clean", "resized", "split"):
+        files = [path for path in (repo / "data" / stage).rglob("*") if path.is_file()]
+        assert (repo / "data" / stage / "manifest.parquet").is_file() and not (repo / "data" / stage / "manifest.csv").exists()
+        assert sum(path.suffix == ".tar" for path in files) <= 2 * 2 * 4 and all(path.suffix != ".png" or path.name == "preview.png" for path in files)
+    split = pd.read_parquet(repo / "data/split/manifest.parquet")
+    assert split[split["split"] == "test"].groupby("category").size().to_dict() == {"fruit": 2, "sky": 2}
+    assert Colorizer.load(repo / "data/models/generator.pt").info["epochs"] == 1 and (repo / "data/eval/grids/overview.png").is_file()
+    assert stages_run(run(repo, env, "dvc", "repro").stdout) == set()
+    assert "up to date" in run(repo, env, "dvc", "status").stdout
+
+
 def test_bad_params_fail_in_one_line_and_write_nothing(project):
     repo, env = project
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ import pipeline.model.data
 from pipeline.core.errors import PipelineError
 from pipeline.model.data import SplitPairs, training_pairs
 from pipeline.model.train import CHECKPOINT_FILE, train_model
+from tests.images import colorful
 from tests.model.test_train import tiny_params, tiny_split
 
 CPU = torch.device("cpu")
@@ -22,18 +24,24 @@ def split(tmp_path):
     return tiny_split(tmp_path / "split", {"train": 10, "test": 2})
 
 
-def test_pairs_are_gray_and_color_uint8_in_manifest_order(split):
-    pairs = SplitPairs(split, "train")
+@pytest.fixture(params=["folders", "shards"])
+def any_split(tmp_path, request):
+    return tiny_split(tmp_path / "split", {"train": 10, "test": 2}, request.param)
+
+
+def test_pairs_are_gray_and_color_uint8_in_manifest_order_in_either_layout(any_split):
+    pairs = SplitPairs(any_split, "train")
     x, y = pairs[3]
-    assert pairs.files[3] == "sky_train03.png" and len(pairs) == 10 and pairs.categories == ["sky"]
+    assert pairs.files[3].startswith("sky_train03") and len(pairs) == 10 and pairs.categories == ["sky"]
+    assert torch.equal(y, torch.from_numpy(np.array(colorful(32, 32, seed=3))).permute(2, 0, 1))
     assert (x.dtype, x.shape, y.dtype, y.shape) == (torch.uint8, (1, 32, 32), torch.uint8, (3, 32, 32))
     assert pairs.shape == (32, 32) and pairs.nbytes == 10 * 32 * 32 * 4
 
 
 @pytest.mark.parametrize(("loader", "workers"), [("memory", 1), ("stream", 1), ("stream", 2)])
-def test_memory_and_streaming_serve_the_same_batches_in_the_order_given(split, loader, workers):
+def test_memory_and_streaming_serve_the_same_batches_in_the_order_given(any_split, loader, workers):
     order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    pairs = SplitPairs(split, "train")
+    pairs = SplitPairs(any_split, "train")
     expected = [pairs.stack(order[i : i + 4].tolist()) for i in (4, 8)]  # from the second batch on
     with training_pairs(pairs, loader, workers, CPU) as data:
         for _ in range(2):  # two passes: streaming processes persist between them

@@ -17,28 +17,37 @@ from flows.cli import main
 from flows.train import run as run_train
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.manifests import MANIFEST, SplitFile, write_table
+from pipeline.core.shards import ShardWriter
+from pipeline.dataset.manifests import Layout, SplitFile, write_manifest
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
 from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, fingerprint, train_model
 from pipeline.model.trainer import Trainer
 from tests.hostile import WritesMarker
-from tests.images import colorful
+from tests.images import colorful, encode
 
 
-def tiny_split(root: Path, per_split: dict[str, int]) -> Path:
+def tiny_split(root: Path, per_split: dict[str, int], layout: Layout = "folders") -> Path:
+    """data/split in `layout` with `count` 32×32 pairs per split, named sky_<split><i> (with .png in folders)."""
     rows = []
-    for folder in ("train_x", "train_y", "test_x", "test_y"):
+    for folder in ("train_x", "train_y", "test_x", "test_y") if layout == "folders" else ():
         (root / folder).mkdir(parents=True)
     for split, count in per_split.items():
-        for i in range(count):
-            name = f"sky_{split}{i:02d}.png"
-            image = colorful(32, 32, seed=100 * (split == "test") + i)
-            image.save(root / f"{split}_y" / name)
-            image.convert("L").save(root / f"{split}_x" / name)
-            rows.append({"file": name, "category": "sky", "split": split})
-    write_table(root / MANIFEST, SplitFile, rows)
+        images = [colorful(32, 32, seed=100 * (split == "test") + i) for i in range(count)]
+        pairs = [(f"sky_{split}{i:02d}", encode(image.convert("L"), "PNG"), encode(image, "PNG")) for i, image in enumerate(images)]
+        if layout == "folders":
+            for key, gray, color in pairs:
+                for which, data in (("x", gray), ("y", color)):
+                    (root / f"{split}_{which}" / f"{key}.png").write_bytes(data)
+                rows.append({"file": f"{key}.png", "category": "sky", "split": split, "resized_file": f"sky/{key}.png"})
+            continue
+        with ShardWriter(root / split / "sky-00000.tar") as shard:
+            for key, gray, color in pairs:
+                offsets = shard.add(key, {"x.png": gray, "y.png": color})
+                rows.append({"file": key, "category": "sky", "split": split, "resized_file": f"{key}.png",
+                             "shard": f"{split}/sky-00000.tar", "x_offset": offsets["x.png"], "y_offset": offsets["y.png"]})
+    write_manifest(root, SplitFile, rows, layout)
     return root
 
 

@@ -118,8 +118,9 @@ def _train_on_two_processes(root: Path, epochs: int, **train: Any) -> subprocess
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("loader", ["memory", "stream"])
-def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path, loader):
+@pytest.mark.parametrize(("loader", "layout"), [("memory", "folders"), ("stream", "folders"), ("stream", "shards")])
+def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0_writes(tmp_path, loader, layout):
+    tiny_split(tmp_path / "split", {"train": TRAIN_IMAGES, "test": 2}, layout)
     result = _train_on_two_processes(tmp_path, EPOCHS, loader=loader)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -130,7 +131,7 @@ def test_two_processes_train_one_generator_each_on_its_own_shard_and_only_rank_0
     for epoch in range(EPOCHS):
         first, second = set(shards[0][epoch]), set(shards[1][epoch])
         assert len(first) == len(second) == TRAIN_IMAGES // 2 and not first & second
-        assert first | second == {f"sky_train{i:02d}.png" for i in range(TRAIN_IMAGES)}
+        assert first | second == set(SplitPairs(tmp_path / "split", "train").files) and len(first | second) == TRAIN_IMAGES
     assert shards[0][0] != shards[0][1]  # the sampler reshuffles every epoch
 
     # the same weights on both ranks, and rank 0 saved them

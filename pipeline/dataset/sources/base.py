@@ -129,18 +129,23 @@ class Journal:
         return [Attempt(**row) for row in _read_rows(self.skipped_path)]
 
     def add(self, row: RawFile) -> None:
-        _append_row(self.path, columns(RawFile), astuple(row))
+        _append_row(self.path, columns(RawFile), _journal_values(row))
 
     def reorder(self, rows: list[RawFile]) -> None:
         """Replace the saved rows, atomically, by `rows` in their order (a finished scrape's canonical order)."""
         text = io.StringIO(newline="")
         writer = csv.writer(text)
         writer.writerow(columns(RawFile))
-        writer.writerows(astuple(row) for row in rows)
+        writer.writerows(_journal_values(row) for row in rows)
         atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
 
     def skip(self, attempt: Attempt) -> None:
         _append_row(self.skipped_path, columns(Attempt), astuple(attempt))
+
+
+def _journal_values(row: RawFile) -> tuple:
+    """A scraped file's journal row: the folders layout's columns (shards are packed after the scrape)."""
+    return tuple(getattr(row, name) for name in columns(RawFile))
 
 
 def _drop_torn_row(path: Path) -> None:

@@ -1,0 +1,127 @@
+"""The data stages in either layout (data.layout): the same images either way; shards that are the same bytes on every
+run, that change only where photos were added, and that are refused in one line when hostile or damaged."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import Params, parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.clean import clean_dataset
+from pipeline.dataset.manifests import SHARDED_MANIFEST, RawFile, read_manifest
+from pipeline.dataset.resize import resize_dataset
+from pipeline.dataset.scrape import scrape_dataset
+from pipeline.dataset.split import split_dataset
+from pipeline.model.data import SplitPairs
+from pipeline.testing.workspace import tiny_params
+
+STAGES = ("raw", "clean", "resized", "split")
+
+
+def params(layout: str, categories: tuple[str, ...] = ("sky", "fruit"), per_category: int = 14) -> Params:
+    raw = tiny_params()
+    raw["workers"] = 1
+    raw["source"].update(categories=list(categories), per_category=per_category)
+    raw["data"] = {"layout": layout, "shard_size": 4}
+    return parse_params(raw)
+
+
+def build(root: Path, chosen: Params) -> Path:
+    """scrape → split under root/data, as the stages do; returns root/data."""
+    data = root / "data"
+    scrape_dataset(chosen, data / "raw")
+    clean_dataset(data / "raw", data / "clean", chosen.clean)
+    resize_dataset(data / "clean", data / "resized", chosen.resize)
+    split_dataset(data / "resized", data / "split", chosen.split, chosen.seed)
+    return data
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def colors(data: Path) -> list[bytes]:
+    pairs = [SplitPairs(data / "split", split) for split in ("train", "test")]
+    return sorted(part[i][1].numpy().tobytes() for part in pairs for i in range(len(part)))
+
+
+def test_shards_hold_what_folders_hold_in_a_few_files_with_parquet_manifests(tmp_path):
+    folders, shards = build(tmp_path / "folders", params("folders")), build(tmp_path / "shards", params("shards"))
+    assert colors(folders) == colors(shards) and len(colors(shards)) > 10
+    for stage in STAGES:
+        names = {path.name for path in (shards / stage).iterdir()}
+        assert SHARDED_MANIFEST in names and "manifest.csv" not in names
+        files = [path for path in (shards / stage).rglob("*") if path.is_file()]
+        assert all(path.suffix in {".tar", ".parquet", ".csv", ".json", ".png"} for path in files), files
+    raw, layout = read_manifest(shards / "raw", RawFile)
+    assert layout == "shards" and raw.groupby("category")["shard"].nunique().to_dict() == {"fruit": 4, "sky": 4}  # 14 photos, 4 to a shard
+    assert sorted(path.name for path in (shards / "split" / "test").iterdir()) and (shards / "split" / "train").is_dir()
+    split = pd.read_parquet(shards / "split" / SHARDED_MANIFEST)
+    assert split.groupby(["category", "split"]).size().to_dict() == pd.read_csv(folders / "split" / "manifest.csv").groupby(["category", "split"]).size().to_dict()
+    with tarfile.open(shards / "split" / split["shard"].iloc[0]) as tar:
+        assert tar.getnames()[:2] == [f"{split['file'].iloc[0]}.x.png", f"{split['file'].iloc[0]}.y.png"]
+
+
+def test_shards_are_the_same_bytes_on_every_run_and_an_added_photo_changes_one_shard(tmp_path):
+    one = build(tmp_path / "one", params("shards", ("sky",), 13))
+    two = build(tmp_path / "two", params("shards", ("sky",), 13))
+    assert digests(one) == digests(two)
+    more = build(tmp_path / "more", params("shards", ("sky",), 14))
+    for stage in ("raw", "clean", "resized"):
+        before, after = ({name: md5 for name, md5 in digests(data / stage).items() if name.endswith(".tar")} for data in (one, more))
+        changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+        assert changed == {"shards/sky-00003.tar"}, (stage, changed)
+
+
+def _add_member(shard: Path, member: tarfile.TarInfo, data: bytes = b"") -> None:
+    """Rewrite `shard` with `member` appended (a hostile one)."""
+    with tarfile.open(shard) as tar:
+        kept = [(info, tar.extractfile(info).read()) for info in tar.getmembers()]
+    with tarfile.open(shard, "w", format=tarfile.GNU_FORMAT) as tar:
+        for info, content in kept:
+            tar.addfile(info, io.BytesIO(content))
+        member.size = len(data) if member.isreg() else 0
+        tar.addfile(member, io.BytesIO(data) if member.isreg() else None)
+
+
+@pytest.mark.parametrize("hostile", ["traversal", "symlink", "device", "truncated"])
+def test_a_hostile_or_damaged_raw_shard_stops_clean_in_one_line_naming_it_and_writes_nothing_outside(tmp_path, hostile):
+    chosen = params("shards", ("sky",), 6)
+    data = tmp_path / "data"
+    scrape_dataset(chosen, data / "raw")
+    shard = data / "raw" / "shards" / "sky-00000.tar"
+    if hostile == "truncated":
+        shard.write_bytes(shard.read_bytes()[:1500])
+    else:
+        member = tarfile.TarInfo({"traversal": "../../escaped.png", "symlink": "sky-9999999.png", "device": "sky-9999999.png"}[hostile])
+        member.type = {"traversal": tarfile.REGTYPE, "symlink": tarfile.SYMTYPE, "device": tarfile.CHRTYPE}[hostile]
+        member.linkname = "/etc/passwd" if hostile == "symlink" else ""
+        _add_member(shard, member, b"not an image")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(PipelineError) as error:
+        clean_dataset(data / "raw", data / "clean", chosen.clean)
+    message = str(error.value)
+    assert message.startswith(str(shard)) and "\n" not in message
+    assert {"traversal": "not a plain file name", "symlink": "not a regular file", "device": "not a regular file", "truncated": "cut short"}[hostile] in message
+    assert not (data / "clean").exists() and not any(path.name == "escaped.png" for path in tmp_path.parent.rglob("*"))
+    assert [path for path in sorted(tmp_path.rglob("*")) if ".clean." not in str(path)] == before  # its lock and staging only
+
+
+def test_a_manifest_naming_a_shard_outside_its_folder_or_a_member_not_there_is_one_line(tmp_path):
+    data = build(tmp_path, params("shards", ("sky",), 6))
+    manifest = data / "resized" / SHARDED_MANIFEST
+    table = pd.read_parquet(manifest)
+    table.loc[0, "shard"] = "../../clean/shards/sky-00000.tar"
+    table.to_parquet(manifest, index=False)
+    with pytest.raises(PipelineError, match=r"manifest.parquet: row 0: shard '../../clean/shards/sky-00000.tar' is not a shard path$"):
+        split_dataset(data / "resized", tmp_path / "split", params("shards").split, 7)
+    table.loc[0, "shard"], table.loc[0, "file"] = table.loc[1, "shard"], table.loc[0, "file"].replace(".png", "x.png")  # in order
+    table.to_parquet(manifest, index=False)
+    with pytest.raises(PipelineError, match=r"sky-00000.tar: no member 'sky-\d+x.png', which the manifest lists there"):
+        split_dataset(data / "resized", tmp_path / "split", params("shards").split, 7)
