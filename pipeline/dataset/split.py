@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -33,14 +32,15 @@ class SplitError(PipelineError):
     """The data cannot be split as asked (e.g. a category has too few images)."""
 
 
-def _category_rng(seed: int, category: str) -> np.random.Generator:
-    """A generator per category, so adding a category does not reshuffle the others."""
-    digest = hashlib.sha256(f"{seed}/{category}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+def _draw(seed: int, category: str, file: str) -> bytes:
+    """An image's place in its category's seeded order: a hash of the seed, the category and its name alone, so that
+    adding an image or a category moves no other image between train and test."""
+    return hashlib.sha256(f"{seed}/{category}/{file}".encode()).digest()
 
 
 def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> pd.DataFrame:
-    """Add a `split` column: `test_per_category` seeded images of each category are test, the rest train."""
+    """Add a `split` column: the `test_per_category` images of each category that come first in the seeded order are
+    test, the rest train (an added image becomes test only if it comes before one of them, which then becomes train)."""
     parts = []
     for category, group in resized.groupby("category", sort=False):
         if len(group) <= test_per_category:
@@ -49,8 +49,8 @@ def assign_splits(resized: pd.DataFrame, test_per_category: int, seed: int) -> p
                 f"{test_per_category} leaves none for training (lower it or obtain more images)"
             )
         group = group.sort_values("file")
-        test = set(_category_rng(seed, str(category)).choice(len(group), size=test_per_category, replace=False))
-        parts.append(group.assign(split=["test" if i in test else "train" for i in range(len(group))]))
+        test = set(sorted(group["file"], key=lambda file: _draw(seed, str(category), file))[:test_per_category])
+        parts.append(group.assign(split=["test" if file in test else "train" for file in group["file"]]))
     return pd.concat(parts, ignore_index=True)
 
 

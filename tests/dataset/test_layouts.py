@@ -77,6 +77,10 @@ def test_shards_are_the_same_bytes_on_every_run_and_an_added_photo_changes_one_s
         before, after = ({name: md5 for name, md5 in digests(data / stage).items() if name.endswith(".tar")} for data in (one, more))
         changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
         assert changed == {"shards/sky-00003.tar"}, (stage, changed)
+    before, after = (digests(data / "split") for data in (one, more))
+    changed = {name for name in before.keys() | after.keys() if name.endswith(".tar") and before.get(name) != after.get(name)}
+    assert changed - {"train/sky-00003.tar", "test/sky-00003.tar"} <= {"train/sky-00000.tar", "train/sky-00001.tar", "train/sky-00002.tar"}
+    assert len(changed) <= 3  # its own shard, and when it is drawn for test, the shard of the image it sends to train
 
 
 def _add_member(shard: Path, member: tarfile.TarInfo, data: bytes = b"") -> None:

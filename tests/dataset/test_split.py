@@ -50,6 +50,14 @@ def test_adding_a_category_does_not_reshuffle_the_others():
     assert alone.equals(together[together["category"] == "a"].reset_index(drop=True))
 
 
+def test_an_added_image_moves_at_most_one_other_between_train_and_test():
+    for seed in range(20):
+        before = assign_splits(table({"a": 40}), 10, seed).set_index("file")["split"]
+        after = assign_splits(table({"a": 41}), 10, seed).set_index("file")["split"]
+        moved = int((before != after[before.index]).sum())
+        assert (after == "test").sum() == 10 and moved == (after["a/040.png"] == "test")
+
+
 def test_a_category_too_small_to_split_is_a_clear_error():
     with pytest.raises(SplitError, match="'b' has 10 images.*test_per_category=10"):
         assign_splits(table({"a": 40, "b": 10}), 10, seed=0)
