@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
-from flows import clean, resize, scrape
+from flows import clean, resize, scrape, split
 from flows.cli import main
 from flows.runners import CONNECT_TIMEOUT, RunnerError, run_batch
 from pipeline.config import parse_params
@@ -28,15 +28,15 @@ def cluster():
         yield cluster
 
 
-def build(folder: Path, monkeypatch: pytest.MonkeyPatch, runner: dict[str, str]) -> dict[str, bytes]:
-    """scrape (synthetic) → clean → resize in `folder` on `runner`; every file of data/ by its relative path."""
+def build(folder: Path, monkeypatch: pytest.MonkeyPatch, runner: dict[str, str], layout: str = "folders") -> dict[str, bytes]:
+    """scrape (synthetic) → clean → resize → split in `folder` on `runner`; every file of data/ by its relative path."""
     folder.mkdir()
     monkeypatch.chdir(folder)
     params = parse_params({
-        "workers": 2, "runner": runner, "resize": {"size": 32},
+        "workers": 2, "runner": runner, "resize": {"size": 32}, "split": {"test_per_category": 2}, "data": {"layout": layout, "shard_size": 4},
         "source": {"categories": ["sky", "forest"], "per_category": 12, "synthetic": {"defect_rate": 0.3}},
     })
-    for stage in (scrape, clean, resize):
+    for stage in (scrape, clean, resize, split):
         stage.run(params)
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
@@ -52,15 +52,22 @@ def last_flow_run_id(name: str):
         return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])), sort=FlowRunSort.START_TIME_DESC, limit=1)[0].id
 
 
-def test_dask_runner_writes_the_same_bytes_and_reports_its_task_runs(tmp_path, monkeypatch, prefect_api_url, cluster):
-    expected = build(tmp_path / "local", monkeypatch, {"kind": "local"})
-    assert {"data/raw/manifest.csv", "data/clean/manifest.csv", "data/clean/rejected.csv", "data/resized/manifest.csv"} <= set(expected)
-    assert sum(name.startswith("data/resized/") and name.endswith(".png") for name in expected) > 10
-    got = build(tmp_path / "dask", monkeypatch, {"kind": "dask", "address": cluster.scheduler_address})
+@pytest.mark.parametrize("layout", ["folders", "shards"])
+def test_dask_runner_writes_the_same_bytes_and_reports_its_task_runs(tmp_path, monkeypatch, prefect_api_url, cluster, layout):
+    expected = build(tmp_path / "local", monkeypatch, {"kind": "local"}, layout)
+    manifest = "manifest.csv" if layout == "folders" else "manifest.parquet"
+    assert {f"data/{stage}/{manifest}" for stage in ("raw", "clean", "resized", "split")} | {"data/clean/rejected.csv"} <= set(expected)
+    images = [name for name in expected if name.startswith("data/resized/") and name.endswith(".png" if layout == "folders" else ".tar")]
+    assert len(images) > 10 if layout == "folders" else 0 < len(images) <= 6  # 12 photos of each category, 4 to a shard
+    before = batches_run_on(cluster)
+    got = build(tmp_path / "dask", monkeypatch, {"kind": "dask", "address": cluster.scheduler_address}, layout)
     assert got.keys() == expected.keys()
     assert [name for name in expected if got[name] != expected[name]] == []
-    reported = [name for stage in ("scrape", "clean", "resize") for name in task_run_names(last_flow_run_id(stage))]
-    assert len(reported) == batches_run_on(cluster) > 0  # every batch ran on Dask, and reported to the test's Prefect API
+    reported = {stage: task_run_names(last_flow_run_id(stage)) for stage in ("scrape", "clean", "resize", "split")}
+    assert sum(map(len, reported.values())) == batches_run_on(cluster) - before > 0  # every batch ran on Dask, and reported to the test's Prefect API
+    if layout == "shards":  # a task per shard: scrape's units, then one per raw shard it packs
+        raw_shards = sum(name.startswith("data/raw/shards/") for name in expected)
+        assert len(reported["clean"]) == raw_shards == 6 and len(reported["resize"]) == len(reported["split"]) <= raw_shards
 
 
 def test_bing_scrapes_on_local_threads_even_with_a_dask_runner(tmp_path, monkeypatch, prefect_api_url, cluster):
