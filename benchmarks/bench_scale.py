@@ -14,6 +14,7 @@ flow's. Peak RSS is the largest of the flow's processes. Training at scale is be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -107,6 +108,7 @@ def measure(work: Path, photos: int, side: int, layout: str, api_url: str | None
     figures["+1% repro s"], _ = seconds(repo, env, "dvc", "repro", "split")
     flow_times(repo)
     figures["+1% push s"], _ = seconds(repo, env, "dvc", "push", *DATA_STAGES)
+    shutil.rmtree(work / name)  # 100k photos take tens of GB (outputs, DVC cache, remote)
     return figures
 
 
@@ -115,13 +117,19 @@ def main() -> None:
     parser.add_argument("--photos", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--side", type=int, nargs="+", default=[64, 200])
     parser.add_argument("--layouts", nargs="+", choices=["folders", "shards"], default=["folders", "shards"])
-    parser.add_argument("--work", type=Path, help="where the copies go (default: a temporary folder, removed after)")
-    parser.add_argument("--prefect-api-url", help="a running Prefect server for the stages (default: each starts its own)")
+    parser.add_argument("--work", type=Path, help="where the copies go, each removed once measured (default: a temporary folder)")
+    parser.add_argument("--prefect-api-url", help="a running Prefect server for the stages (default: one started for the run)")
     parser.add_argument("--timed", metavar="STAGE", help=argparse.SUPPRESS)  # the stages' command in the copies
     args = parser.parse_args()
     if args.timed:
         sys.exit(timed(args.timed))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.prefect_api_url is None:  # one server for every stage, started before any timing, outside their memory
+            from prefect.settings import PREFECT_API_URL
+            from prefect.testing.utilities import prefect_test_harness
+
+            stack.enter_context(prefect_test_harness(server_startup_timeout=60))
+            args.prefect_api_url = PREFECT_API_URL.value()
         work = args.work or Path(tmp)
         results = {}
         for photos in args.photos:

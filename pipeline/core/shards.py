@@ -19,7 +19,7 @@ from pipeline.core.fsutil import atomic_file
 
 Sample = dict[str, bytes]  # field (e.g. "x.png") -> bytes
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")  # one plain file name of ≤ 100 characters (a tar header's)
-MAX_MEMBER_BYTES = 64 << 20  # a larger member is refused: no image of a dataset comes near it
+MAX_MEMBER_BYTES = 256 << 20  # a larger member is refused, written or read (a 50-megapixel TIFF takes 150 MB)
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -51,6 +51,8 @@ class ShardWriter:
             name = f"{key}.{field}"
             if not _plain_name(name) or split_member(name) != (key, field):
                 raise ValueError(f"{name!r} is not a shard member name (letters, digits, _ and - in the key)")
+            if len(data) > MAX_MEMBER_BYTES:
+                raise PipelineError(f"{self.path}: member {name!r}: {len(data)} bytes, over the {MAX_MEMBER_BYTES}-byte limit")
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
             offsets[field] = self._tar.offset + tarfile.BLOCKSIZE  # a plain name of ≤ 100 characters: one header block
@@ -81,29 +83,43 @@ def read_shard(path: Path) -> Iterator[tuple[str, Sample]]:
     file name (a path, '..', an absolute name), larger than MAX_MEMBER_BYTES, or whose key comes back after another key;
     a shard that is not a tar or is cut short (even at a member's end: a shard ends with the tar's end-of-archive
     blocks)."""
-    key, sample, keys = None, {}, set()
+    key, sample = None, {}
+    for member, data in _members(path, read=True):
+        member_key, field = split_member(member.name)
+        if member_key != key:
+            if key is not None:
+                yield key, sample
+            key, sample = member_key, {}
+        sample[field] = data
+    if key is not None:
+        yield key, sample
+
+
+def shard_index(path: Path) -> list[tuple[str, int]]:
+    """Every member of a shard as (name, offset of its data), for `read_member`; refused as `read_shard` refuses."""
+    return [(member.name, member.offset_data) for member, _ in _members(path, read=False)]
+
+
+def _members(path: Path, read: bool) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    """The members of a shard in order, checked, with their data when `read` (else b"")."""
     if not _ends_whole(path):
         raise PipelineError(f"{path}: cut short (no end-of-archive blocks): write it again")
+    key, keys = None, set()
     try:
         with tarfile.open(path, mode="r|") as tar:
             for member in tar:
                 problem = _problem(member)
-                member_key, field = split_member(member.name)
+                member_key, _ = split_member(member.name)
                 if not problem and member_key != key and member_key in keys:
                     problem = "its key comes back after other keys"
                 if problem:
                     raise PipelineError(f"{path}: member {member.name!r}: {problem}")
-                if member_key != key:
-                    if key is not None:
-                        yield key, sample
-                    key, sample = member_key, {}
-                    keys.add(key)
-                reader = tar.extractfile(member)
-                sample[field] = reader.read() if reader else b""
+                key = member_key
+                keys.add(key)
+                reader = tar.extractfile(member) if read else None
+                yield member, reader.read() if reader else b""
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise PipelineError(f"{path}: not a readable tar shard ({one_line(str(exc)) or type(exc).__name__})") from None
-    if key is not None:
-        yield key, sample
 
 
 def read_member(file: BinaryIO, path: Path, offset: int, name: str) -> bytes:

@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
 from pipeline.core.parallel import batch_size_for, batched
-from pipeline.core.shards import ShardWriter, read_shard, split_member
+from pipeline.core.shards import MAX_MEMBER_BYTES, ShardWriter, read_shard, split_member
 from pipeline.dataset.manifests import Layout
 
 SHARDS = "shards"  # the folder of a stage's shards
@@ -73,7 +73,7 @@ class Output:
                 atomic_copy(data, self.root / name)
         else:
             key, field = split_member(name)
-            self._writer.add(key, {field: data if isinstance(data, bytes) else data.read()})
+            self._writer.add(key, {field: data if isinstance(data, bytes) else data.read(MAX_MEMBER_BYTES + 1)})  # a larger one is refused
         return name
 
     def __exit__(self, *exc_info: object) -> None:

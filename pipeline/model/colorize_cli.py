@@ -1,4 +1,4 @@
-"""The `colorize` command: apply the trained generator to image files and folders, one PNG out per image in."""
+"""The `colorize` command: apply the trained generator to image files, folders and tar shards, one PNG out per image in."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import io
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.images import DECODE_ERRORS, to_rgb
+from pipeline.core.shards import read_member, shard_index, split_member
 from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.devices import DEVICE_CHOICES
 
@@ -31,6 +33,8 @@ example:
   colorize old-photos/ scan.tif -o colorized/
 
 Folders contribute the files directly inside them (not sub-folders, not hidden files), in name order.
+A tar shard (.tar, as data.layout: shards writes them) contributes its images: <key>.png for each
+sample, of a split's shard its gray inputs (<key>.x.png); e.g. colorize data/split/test -o out/.
 Two inputs with the same name get <name>.png and <name>-2.png; an input inside OUTDIR is never
 overwritten. An input whose PNG already exists in OUTDIR is reported and skipped, unless
 --overwrite is given. Files that are not readable images are reported and skipped.
@@ -55,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="an image file, or a folder of them")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="an image file, a tar shard, or a folder of them")
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for the PNGs (created if missing)"
     )
@@ -75,24 +79,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_inputs(paths: list[Path]) -> list[Path]:
-    """The files named, and the visible files directly inside the folders named, in order."""
-    found: list[Path] = []
+@dataclass(frozen=True)
+class ShardMember:
+    """An image inside a tar shard, as an input: `stem` is its sample's key."""
+
+    shard: Path
+    member: str
+    offset: int
+
+    @property
+    def stem(self) -> str:
+        return split_member(self.member)[0]
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.member}"
+
+
+Input = Path | ShardMember
+
+
+def shard_images(shard: Path) -> list[ShardMember]:
+    """A shard's images: every member, or of a split's shard (samples <key>.x.png and <key>.y.png) the gray inputs."""
+    members = shard_index(shard)
+    gray = [(name, offset) for name, offset in members if split_member(name)[1] == "x.png"]
+    return [ShardMember(shard, name, offset) for name, offset in gray or members]
+
+
+def find_inputs(paths: list[Path]) -> list[Input]:
+    """The files named, and the visible files directly inside the folders named, in order; a tar shard among them gives
+    its images."""
+    files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(child for child in path.iterdir() if child.is_file() and not child.name.startswith("."))
+            files += sorted(child for child in path.iterdir() if child.is_file() and not child.name.startswith("."))
         elif path.exists():
-            found.append(path)
+            files.append(path)
         else:
             raise CliError(f"input {path} not found")
+    found = [image for path in files for image in (shard_images(path) if path.suffix == ".tar" else [path])]
     if not found:
         raise CliError(f"no input images: {', '.join(map(str, paths))} holds no files")
     return found
 
 
-def plan_outputs(inputs: list[Path], outdir: Path) -> list[Path]:
+def plan_outputs(inputs: list[Input], outdir: Path) -> list[Path]:
     """OUTDIR/<stem>.png per input; a name already taken (ignoring case), or an input's own file, gets -2, -3, …"""
-    taken = {path.name.casefold() for path in inputs if path.parent.resolve() == outdir.resolve()}
+    taken = {path.name.casefold() for path in inputs if isinstance(path, Path) and path.parent.resolve() == outdir.resolve()}
     outputs = []
     for path in inputs:
         name, number = f"{path.stem}.png", 2
@@ -115,14 +147,19 @@ def demo_model_warning(colorizer: Colorizer) -> str | None:
     )
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(source: Input) -> Image.Image:
     """The fully decoded, upright 8-bit RGB image; Unreadable says why not."""
     try:
-        if path.stat().st_size == 0:
+        if isinstance(source, ShardMember):
+            with open(source.shard, "rb") as shard:
+                source = io.BytesIO(read_member(shard, source.shard, source.offset, source.member))
+        if (source.stat().st_size if isinstance(source, Path) else len(source.getvalue())) == 0:
             raise Unreadable("empty file")
-        with Image.open(path) as image:  # closes the file only: the pixels stay usable
+        with Image.open(source) as image:  # closes the file only: the pixels stay usable
             ImageOps.exif_transpose(image, in_place=True)  # decodes, and rotates without keeping a second copy
             return to_rgb(image)
+    except PipelineError as exc:  # a shard's member that is not what its header says
+        raise Unreadable(str(exc)) from None
     except UnidentifiedImageError:
         raise Unreadable("not an image (unrecognized format)") from None
     except Image.DecompressionBombError as exc:
@@ -141,13 +178,13 @@ def write_png(image: Image.Image, path: Path) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def announce_renames(inputs: list[Path], outputs: list[Path]) -> None:
+def announce_renames(inputs: list[Input], outputs: list[Path]) -> None:
     for source, target in zip(inputs, outputs):
         if target.stem != source.stem:
             print(f"{PROG}: {source} is written to {target} ({source.stem}.png is taken)", file=sys.stderr)
 
 
-def colorize_all(colorizer: Colorizer, inputs: list[Path], outputs: list[Path], overwrite: bool) -> int:
+def colorize_all(colorizer: Colorizer, inputs: list[Input], outputs: list[Path], overwrite: bool) -> int:
     """Colorize each input into its output; report and skip unreadable ones, and (unless `overwrite`) those whose output
     already exists. Returns how many were skipped."""
     skipped = 0
@@ -160,7 +197,7 @@ def colorize_all(colorizer: Colorizer, inputs: list[Path], outputs: list[Path], 
     return skipped
 
 
-def colorize_file(colorizer: Colorizer, source: Path, target: Path, overwrite: bool) -> None:
+def colorize_file(colorizer: Colorizer, source: Input, target: Path, overwrite: bool) -> None:
     """Colorize `source` into `target`; Skipped if `target` exists and may not be replaced, or `source` is unreadable.
     The input is freed once colorized, before the PNG is encoded, so at most two full-size images are held at once."""
     if not overwrite and os.path.lexists(target):  # plan_outputs gave this run's outputs distinct names: not one of ours

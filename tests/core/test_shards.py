@@ -124,3 +124,10 @@ def test_a_shard_cut_short_or_not_a_tar_is_one_line_naming_it(tmp_path, cut):
     with pytest.raises(PipelineError) as error:
         list(read_shard(path))
     assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
+
+
+def test_a_member_over_the_limit_is_refused_when_writing_in_one_line_and_no_shard_appears(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline.core.shards, "MAX_MEMBER_BYTES", 4)
+    with pytest.raises(PipelineError, match=r"s.tar: member 'b.x.png': 5 bytes, over the 4-byte limit$"):
+        write_shard(tmp_path / "s.tar", [("a", {"x.png": b"1234"}), ("b", {"x.png": b"12345"})])
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from pipeline.model.lab import LabNormalization
 from pipeline.model.networks import define_generator
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
+from tests.model.test_train import tiny_split
 
 EXIF_ORIENTATION = 0x0112
 
@@ -270,6 +272,26 @@ def test_a_model_file_that_does_not_fit_or_would_run_code_is_exit_2_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"colorize: error: cannot load model {bad}: ") and reason in err and err.count("\n") == 1, err
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_split_shard_gives_its_gray_inputs_and_a_hostile_shard_is_one_line(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = tiny_split(tmp_path / "split", {"train": 3, "test": 2}, "shards")
+
+    assert run(model, split / "test", split / "train" / "sky-00000.tar", "-o", tmp_path / "out") == 0
+
+    assert sorted(os.listdir(tmp_path / "out")) == ["sky_test00.png", "sky_test01.png", "sky_train00.png", "sky_train01.png", "sky_train02.png"]
+    assert Image.open(tmp_path / "out" / "sky_test01.png").size == (32, 32)
+    hostile = tmp_path / "hostile.tar"
+    with tarfile.open(hostile, "w") as tar:
+        link = tarfile.TarInfo("evil.x.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    capsys.readouterr()
+    assert run(model, hostile, "-o", tmp_path / "out2") == 2
+    assert capsys.readouterr().err == f"colorize: error: {hostile}: member 'evil.x.png': not a regular file (a link, device or folder)\n"
+    assert not (tmp_path / "out2").exists()
 
 
 def test_no_input_images_is_an_error(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
