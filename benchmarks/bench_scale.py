@@ -3,10 +3,13 @@ what DVC costs on the result (`dvc status`, `dvc checkout` into an empty data/, 
 rerun after 1 % more photos.
 
     python benchmarks/bench_scale.py [--photos 10000 100000] [--side 64 200] [--layouts folders shards]
-                                     [--work DIR] [--prefect-api-url URL]
+                                     [--source synthetic|folder] [--work DIR]
+                                     [--prefect-api-url URL] [--no-rerun]
 
 Photos come from the synthetic source (offline; 10 categories, with its default 10 % of defective files), of 1.5 to 3
-times `--side` pixels a side, resized to `--side`. Each configuration runs in its own copy of the repository, whose
+times `--side` pixels a side, resized to `--side`. With `--source folder`, they are rendered once (untimed) into a
+folder of category sub-folders, and the data half imports them with the folder source, as one does with photos already
+downloaded: its scrape then copies files instead of rendering scenes, which costs the same in both layouts. Each configuration runs in its own copy of the repository, whose
 stages run their flow under a timer (`--timed`): a stage's DVC share is its `dvc repro --single-item` time less its
 flow's. Peak RSS is the largest of the flow's processes. Training at scale is bench_loader.py's.
 """
@@ -17,6 +20,7 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import resource
 import shutil
 import subprocess
@@ -47,11 +51,15 @@ def timed(stage: str) -> int:
     return code
 
 
-def configure(repo: Path, env: dict[str, str], photos: int, side: int, layout: str, remote: Path) -> None:
+def configure(repo: Path, env: dict[str, str], photos: int, side: int, layout: str, remote: Path, folder: Path | None = None) -> None:
+    """Params for `photos` at `side` px in `layout`, from the synthetic source (or the photos in `folder`), with the
+    data stages timed and `remote` the default DVC remote."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     committed = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["source"] = committed["source"] | {"per_category": photos // len(committed["source"]["categories"])}
     params["source"]["synthetic"].update(min_side=math.ceil(1.5 * side), max_side=3 * side)
+    if folder is not None:
+        params["source"] |= {"kind": "folder", "folder": {"path": str(folder)}}
     params["clean"]["min_side"] = min(params["clean"]["min_side"], side)
     params["resize"]["size"] = side
     params["split"]["test_per_category"] = 10
@@ -64,6 +72,22 @@ def configure(repo: Path, env: dict[str, str], photos: int, side: int, layout: s
     (repo / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
     remote.mkdir(parents=True)
     seconds(repo, env, "dvc", "remote", "add", "-f", "-d", "bench", str(remote))
+
+
+def render_photos(work: Path, photos: int, side: int, api_url: str | None) -> Path:
+    """The synthetic source's photos for `photos` and 1 % more (defects included), as a folder of category
+    sub-folders whose names sort in the order rendered; rendered once, untimed."""
+    target = work / f"photos-{photos}-{side}px"
+    if not target.exists():
+        print(f"\nrendering {math.ceil(photos * 1.01)} photos at {side} px into {target} (untimed)", flush=True)
+        repo, env = make_workspace(work / "render", api_url)
+        configure(repo, env, math.ceil(photos * 1.01), side, "folders", work / "render" / "remote")
+        seconds(repo, env, sys.executable, "-m", "flows.scrape")
+        for path in (repo / "data" / "raw").glob("*/*"):  # <slug>_<index>: zero-padded to 7 digits, to sort at any count
+            path.rename(path.with_name(re.sub(r"_(\d+)", lambda number: f"_{int(number[1]):07d}", path.name, count=1)))
+        (repo / "data" / "raw").rename(target)
+        shutil.rmtree(work / "render")
+    return target
 
 
 def seconds(repo: Path, env: dict[str, str], *command: str) -> tuple[float, str]:
@@ -89,12 +113,12 @@ class Figures(dict[str, float]):
         super().__setitem__(key, value)
 
 
-def measure(work: Path, photos: int, side: int, layout: str, api_url: str | None, rerun: bool) -> dict[str, float]:
+def measure(work: Path, photos: int, side: int, layout: str, api_url: str | None, rerun: bool, folder: Path | None) -> dict[str, float]:
     """One configuration: its figures by name."""
     name = f"{layout}-{photos}-{side}px"
-    print(f"\n{layout}, {photos} photos at {side} px:", flush=True)
+    print(f"\n{layout}, {photos} photos at {side} px, from {folder or 'the synthetic source'}:", flush=True)
     repo, env = make_workspace(work / name, api_url)
-    configure(repo, env, photos, side, layout, work / name / "remote")
+    configure(repo, env, photos, side, layout, work / name / "remote", folder)
     figures = Figures()
     for stage in DATA_STAGES:
         wall, _ = seconds(repo, env, "dvc", "repro", "--single-item", stage)
@@ -127,6 +151,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--side", type=int, nargs="+", default=[64, 200])
     parser.add_argument("--layouts", nargs="+", choices=["folders", "shards"], default=["folders", "shards"])
+    parser.add_argument("--source", choices=["synthetic", "folder"], default="synthetic",
+                        help="render scenes in scrape (synthetic), or import photos rendered beforehand (folder)")
     parser.add_argument("--work", type=Path, help="where the copies go, each removed once measured (default: a temporary folder)")
     parser.add_argument("--prefect-api-url", help="a running Prefect server for the stages (default: one started for the run)")
     parser.add_argument("--no-rerun", action="store_true", help="leave out the rerun with 1 %% more photos (a whole data half more)")
@@ -145,8 +171,11 @@ def main() -> None:
         results = {}
         for photos in args.photos:
             for side in args.side:
+                folder = render_photos(work, photos, side, args.prefect_api_url) if args.source == "folder" else None
                 for layout in args.layouts:
-                    results[(photos, side, layout)] = measure(work, photos, side, layout, args.prefect_api_url, not args.no_rerun)
+                    results[(photos, side, layout)] = measure(work, photos, side, layout, args.prefect_api_url, not args.no_rerun, folder)
+                if folder is not None:
+                    shutil.rmtree(folder)
         for (photos, side, layout), figures in results.items():
             if layout == "shards" and (folders := results.get((photos, side, "folders"))):
                 print(f"\nshards ÷ folders, {photos} photos at {side} px:")
