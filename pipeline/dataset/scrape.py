@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,13 +16,13 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.core.fsutil import category_slug, staged_output
+from pipeline.core.fsutil import atomic_write_json, category_slug, staged_output
 from pipeline.core.parallel import batch_size_for
 from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, shard_name
 from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, Layout, RawFile, write_manifest, write_table
 from pipeline.dataset.sources import SOURCES
-from pipeline.dataset.sources.base import Scraped, Source, Unit
+from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, extension
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +67,18 @@ def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) 
     source, categories = define_source(params), params.source.categories
     total = params.source.per_category * len(categories)
     stop = threading.Event()
+    layout = params.data.layout
+    direct = layout == "shards" and source.network_threads is None  # a local source writes its shards itself; downloads are packed
     with staged_output(raw_root, resume_key=resume_key(params)) as staging:
-        work = partial(source.fetch, root=staging, stop=stop if source.network_threads else None)  # an Event stays in this process
-        units = plan_units(source, categories, batch_size_for(total, params.workers))
+        shard_size = params.data.shard_size if direct else 0
+        work = partial(fetch_unit, source, staging, stop if source.network_threads else None, shard_size)  # an Event stays in this process
+        units = plan_units(source, categories, shard_size or batch_size_for(total, params.workers))
         try:
             results = list(track_batches(map_units(work, units), total, "scrape", unit="file"))
         except BaseException:  # an error, Ctrl-C, SIGTERM
             stop.set()  # transfers in flight are abandoned at once; local batches are short anyway
             raise
-        layout = params.data.layout
-        packed = pack_shards(staging, [row for result in results for row in result.files], params.data.shard_size, map_units) if layout == "shards" else {}
+        packed = pack_shards(staging, [row for result in results for row in result.files], params.data.shard_size, map_units) if layout == "shards" and not direct else {}
         result = ScrapeResult(source.describe(), write_raw_manifest(staging, results, layout, packed))
         for category in categories if packed else []:  # packed, and no longer in the journal: the files go
             shutil.rmtree(staging / category_slug(category), ignore_errors=True)
@@ -85,6 +86,26 @@ def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) 
         if (saved := result.saved(category)) < params.source.per_category:
             log.warning("%s: %d of %d images obtained", category, saved, params.source.per_category)
     return result
+
+
+def fetch_unit(source: Source, root: Path, stop: threading.Event | None, shard_size: int, unit: Unit) -> Scraped:
+    """Do one unit into files under root, or (shard_size > 0) into its shard: the unit's part of its category, whose
+    members are numbered from part × shard_size. A shard an interrupted run finished is not done again."""
+    if not shard_size:
+        with RawOutput(root) as output:
+            return source.fetch(unit, output, stop)
+    shard = shard_name(unit.category, unit.part)
+    record = root / ".journal" / f"{Path(shard).stem}.json"  # written once the shard is in place
+    if record.is_file():
+        done = json.loads(record.read_text(encoding="utf-8"))
+        if not done["files"] or (root / shard).is_file():
+            return Scraped([RawFile(**row) for row in done["files"]], [Attempt(**row) for row in done["skipped"]])
+    with RawOutput(root, shard, unit.part * shard_size) as output:
+        scraped = source.fetch(unit, output, stop)
+    if not scraped.files:  # nothing saved (every file unreadable): no shard
+        (root / shard).unlink(missing_ok=True)
+    atomic_write_json(record, {"files": [asdict(row) for row in scraped.files], "skipped": [asdict(row) for row in scraped.skipped]})
+    return scraped
 
 
 @dataclass(frozen=True)
@@ -109,15 +130,10 @@ def plan_shards(files: list[RawFile], shard_size: int) -> list[tuple[Pack, list[
     for category, rows in by_category.items():
         for start in range(0, len(rows), shard_size):
             shard = shard_name(category, start // shard_size)
-            members = [(f"{category_slug(category)}-{start + i:07d}.{_extension(row.file)}", row) for i, row in enumerate(rows[start : start + shard_size])]
+            members = [(f"{category_slug(category)}-{start + i:07d}.{extension(row.file)}", row) for i, row in enumerate(rows[start : start + shard_size])]
             plans.append((Pack(shard, tuple((member, row.file) for member, row in members)),
                           [replace(row, file=member, shard=shard) for member, row in members]))
     return plans
-
-
-def _extension(file: str) -> str:
-    extension = Path(file).suffix.lstrip(".").lower()
-    return extension if re.fullmatch(r"[a-z0-9]{1,10}", extension) else "bin"
 
 
 def pack_shard(root: Path, pack: Pack) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from pipeline.core.errors import PipelineError
+from pipeline.dataset.sources.base import RawOutput
 from pipeline.dataset.sources.folder import copy_files, list_folder
 
 
@@ -21,7 +22,7 @@ def test_copies_the_first_files_by_name_untouched(tmp_path):
     for name in ("b.jpg", "a.png", "c d.jpeg", "c_d.jpeg", ".hidden.jpg"):
         (source / name).write_bytes(name.encode() * 10)
     (source / "link.jpg").symlink_to("/etc/passwd")
-    rows = copy_files("Sea Side", list_folder("Sea Side", tmp_path / "mine", 2), tmp_path / "raw").files
+    rows = copy_files("Sea Side", list_folder("Sea Side", tmp_path / "mine", 2), RawOutput(tmp_path / "raw")).files
     assert [r.file for r in rows] == ["sea_side/a.png", "sea_side/b.jpg"]
     for row in rows:
         data = (tmp_path / "raw" / row.file).read_bytes()
@@ -44,7 +45,7 @@ def test_a_file_that_vanished_after_listing_is_skipped_logged_and_recorded(tmp_p
         (source / name).write_bytes(name.encode())
     listed = list_folder("sky", tmp_path / "mine", 3)
     (source / "b.jpg").unlink()
-    result = copy_files("sky", listed, tmp_path / "raw")
+    result = copy_files("sky", listed, RawOutput(tmp_path / "raw"))
     assert [row.file for row in result.files] == ["sky/a.jpg", "sky/c.jpg"]
     assert [(a.source_url, a.outcome, a.detail) for a in result.skipped] == [((source / "b.jpg").as_uri(), "unreadable", "No such file or directory")]
     assert f"sky: skipped {source / 'b.jpg'}: cannot read it (No such file or directory)" in caplog.text

@@ -16,7 +16,9 @@ from pipeline.core.errors import PipelineError
 from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.manifests import SHARDED_MANIFEST, RawFile, read_manifest
 from pipeline.dataset.resize import resize_dataset
-from pipeline.dataset.scrape import scrape_dataset
+from pipeline.dataset.scrape import fetch_unit, scrape_dataset
+from pipeline.dataset.sources.base import Unit
+from pipeline.dataset.sources.folder import FolderParams, FolderSource
 from pipeline.dataset.split import split_dataset
 from pipeline.model.data import SplitPairs
 from pipeline.testing.workspace import tiny_params
@@ -81,6 +83,46 @@ def test_shards_are_the_same_bytes_on_every_run_and_an_added_photo_changes_one_s
     changed = {name for name in before.keys() | after.keys() if name.endswith(".tar") and before.get(name) != after.get(name)}
     assert changed - {"train/sky-00003.tar", "test/sky-00003.tar"} <= {"train/sky-00000.tar", "train/sky-00001.tar", "train/sky-00002.tar"}
     assert len(changed) <= 3  # its own shard, and when it is drawn for test, the shard of the image it sends to train
+
+
+def test_a_local_source_writes_its_shards_directly_and_an_interrupted_scrape_keeps_the_shards_it_finished(tmp_path):
+    chosen = params("shards")
+    whole = tmp_path / "whole" / "raw"
+    scrape_dataset(chosen, whole)
+
+    def interrupted_after(units_done: int):
+        def map_units(fn, units):
+            for done, unit in enumerate(units):
+                if done == units_done:
+                    raise KeyboardInterrupt  # Ctrl-C, a kill: the units done so far stay in the staging folder
+                yield fn(unit)
+        return map_units
+
+    raw = tmp_path / "resumed" / "raw"
+    with pytest.raises(KeyboardInterrupt):
+        scrape_dataset(chosen, raw, interrupted_after(3))
+    staged = raw.parent / ".raw.partial"
+    finished = {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in (staged / "shards").glob("*.tar")}
+    assert len(finished) == 3 and not [path for path in staged.iterdir() if path.is_dir() and path.name not in {"shards", ".journal"}]
+    scrape_dataset(chosen, raw)
+    assert digests(raw) == digests(whole)
+    assert {name: (path.stat().st_ino, path.stat().st_mtime_ns) for name in finished for path in [raw / "shards" / name]} == finished
+
+
+def test_a_folder_source_file_gone_before_its_copy_is_recorded_and_its_shard_holds_the_rest_numbered_from_its_start(tmp_path):
+    mine = tmp_path / "mine" / "sky"
+    mine.mkdir(parents=True)
+    for index in range(4):
+        (mine / f"{index}.jpg").write_bytes(b"photo %d" % index)
+    source = FolderSource(FolderParams(path=tmp_path / "mine"), per_category=4, seed=1)
+    unit = Unit("sky", 1, tuple(next(iter(source.plan("sky", 4)))))  # the category's second shard
+    (mine / "2.jpg").unlink()
+    scraped = fetch_unit(source, tmp_path / "raw", None, 4, unit)
+    assert [(row.file, row.shard) for row in scraped.files] == [(f"sky-000000{n}.jpg", "shards/sky-00001.tar") for n in (4, 5, 6)]
+    assert [(attempt.source_url, attempt.outcome) for attempt in scraped.skipped] == [((mine / "2.jpg").as_uri(), "unreadable")]
+    with tarfile.open(tmp_path / "raw" / "shards" / "sky-00001.tar") as tar:
+        assert tar.getnames() == ["sky-0000004.jpg", "sky-0000005.jpg", "sky-0000006.jpg"]
+        assert tar.extractfile("sky-0000006.jpg").read() == b"photo 3"
 
 
 def _add_member(shard: Path, member: tarfile.TarInfo, data: bytes = b"") -> None:

@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.images import colorfulness, perceptual_hash
 from pipeline.dataset.manifests import RawFile
+from pipeline.dataset.sources.base import RawOutput
 from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.sources.synthetic import (
     DEFECTS,
@@ -277,7 +278,7 @@ def test_normal_images_are_colourful(scene_samples: dict[str, list[np.ndarray]])
 
 def test_scrape_writes_files_and_rows(tmp_path: Path) -> None:
     cfg = SyntheticParams(defect_rate=0.3, min_side=48, max_side=64)
-    rows = scrape_synthetic("Street Art", tmp_path, range(6), 8, cfg)
+    rows = scrape_synthetic("Street Art", RawOutput(tmp_path), range(6), 8, cfg)
     assert [row.source_url for row in rows] == [f"synthetic://street_art/{i}?seed=8" for i in range(6)]
     for index, row in enumerate(rows):
         name, data, _ = synthetic_file("Street Art", index, 8, cfg)
@@ -289,14 +290,14 @@ def test_scrape_writes_files_and_rows(tmp_path: Path) -> None:
 
 def test_scrape_resumes_without_rewriting_existing_files(tmp_path: Path) -> None:
     cfg = SyntheticParams(defect_rate=0.3, min_side=48, max_side=64)
-    first = scrape_synthetic("beach", tmp_path, range(4), 8, cfg)
+    first = scrape_synthetic("beach", RawOutput(tmp_path), range(4), 8, cfg)
 
     def stamp(row: RawFile) -> tuple[int, int]:
         stat = (tmp_path / row.file).stat()
         return stat.st_ino, stat.st_mtime_ns
 
     before = [stamp(row) for row in first]
-    rows = scrape_synthetic("beach", tmp_path, range(7), 8, cfg)
+    rows = scrape_synthetic("beach", RawOutput(tmp_path), range(7), 8, cfg)
     assert rows[:4] == first and len(rows) == 7
     assert [stamp(row) for row in first] == before
     assert len((tmp_path / ".journal" / "beach_0.csv").read_text().splitlines()) == 1 + 7
@@ -305,7 +306,7 @@ def test_scrape_resumes_without_rewriting_existing_files(tmp_path: Path) -> None
 
 def test_scrape_regenerates_a_file_that_went_missing(tmp_path: Path) -> None:
     cfg = SyntheticParams(defect_rate=0.0, min_side=48, max_side=64)
-    rows = scrape_synthetic("city", tmp_path, range(3), 8, cfg)
+    rows = scrape_synthetic("city", RawOutput(tmp_path), range(3), 8, cfg)
     (tmp_path / rows[1].file).unlink()
-    assert scrape_synthetic("city", tmp_path, range(3), 8, cfg) == rows
+    assert scrape_synthetic("city", RawOutput(tmp_path), range(3), 8, cfg) == rows
     assert hashlib.sha256((tmp_path / rows[1].file).read_bytes()).hexdigest() == rows[1].sha256

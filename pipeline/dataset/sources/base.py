@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,8 @@ from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
 from pipeline.core.schema import StrictModel
+from pipeline.core.shards import MAX_MEMBER_BYTES
+from pipeline.dataset.layout import Output
 from pipeline.dataset.manifests import SAVED, Attempt, RawFile, columns
 
 P = TypeVar("P", bound=StrictModel)
@@ -77,13 +80,56 @@ class Source(ABC, Generic[P]):
         """The category's work as the items of its units, in order, batches of about `batch_size` (local sources)."""
 
     @abstractmethod
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        """Do one unit into root/<category slug>/, resuming from its journal; a network source stops (raises
-        `Stopped`) soon after `stop` is set."""
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        """Do one unit into `output` (a network source: into files under output.root, resuming from its journal; it
+        stops, raising `Stopped`, soon after `stop` is set)."""
 
     @abstractmethod
     def describe(self) -> str:
         """Where the images come from, in a line (shown with the scrape's counts)."""
+
+
+class RawOutput:
+    """Where a unit of scrape work saves what it obtains: files under root/<category slug>/ (a network source's files
+    are packed into shards after the scrape, in the shards layout), or the members of one shard of root, written as
+    they come and published when the unit ends (a local source's unit in the shards layout): `<category slug>-<n>.<ext>`,
+    n counting from `first`, so that a unit's members keep their keys when other units change."""
+
+    def __init__(self, root: Path, shard: str = "", first: int = 0) -> None:
+        self.root = root
+        self._output = Output(root, shard)
+        self._next = first
+
+    @property
+    def shard(self) -> str:
+        return self._output.shard
+
+    def save(self, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:
+        """Save `data` untouched as the file `name` (or the shard's next member) and describe it."""
+        if not self.shard:
+            return save_raw(self.root, category, name, data, source, source_url)
+        member = self._output.write(f"{category_slug(category)}-{self._next:07d}.{extension(name)}", bytes(data))
+        self._next += 1
+        return RawFile(member, category, source, source_url, hashlib.sha256(data).hexdigest(), len(data), shard=self.shard)
+
+    def copy(self, category: str, name: str, reader: BinaryIO, source: str, source_url: str) -> RawFile:
+        """Copy what `reader` holds untouched as the file `name` (or the shard's next member; over MAX_MEMBER_BYTES
+        it is refused) and describe it."""
+        if not self.shard:
+            return copy_raw(self.root, category, name, reader, source, source_url)
+        return self.save(category, name, reader.read(MAX_MEMBER_BYTES + 1), source, source_url)
+
+    def __enter__(self) -> RawOutput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._output.__exit__(*exc_info)
+
+
+def extension(file: str) -> str:
+    """A file's extension as a shard member's field: lowercase letters and digits, else `bin`."""
+    found = Path(file).suffix.lstrip(".").lower()
+    return found if re.fullmatch(r"[a-z0-9]{1,10}", found) else "bin"
 
 
 def save_raw(root: Path, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:

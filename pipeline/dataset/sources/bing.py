@@ -33,7 +33,7 @@ from pipeline.core.errors import PipelineError, Stopped
 from pipeline.core.fsutil import category_slug
 from pipeline.core.schema import StrictModel
 from pipeline.dataset.manifests import Attempt, RawFile
-from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
+from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit, save_raw
 from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class BingSource(Source[BingParams]):
     def plan(self, category: str, batch_size: int) -> Iterator[Sequence[str]]:
         yield ()
 
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        return scrape_bing(unit.category, root, self.per_category, self.params, stop)
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        return scrape_bing(unit.category, output.root, self.per_category, self.params, stop)
 
     def describe(self) -> str:
         return f"Bing Images at {self.params.endpoint}"

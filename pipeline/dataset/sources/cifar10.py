@@ -24,7 +24,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import RawFile
-from pipeline.dataset.sources.base import Scraped, Source, Unit, save_raw
+from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit
 
 
 class Cifar10Params(StrictModel):
@@ -140,14 +140,14 @@ def class_indexes(root: Path, download: bool, category: str, count: int) -> list
     return [int(i) for i in np.flatnonzero(labels == classes.index(category))[:count]]
 
 
-def save_images(category: str, root: Path, download: bool, indexes: list[int], raw_root: Path) -> list[RawFile]:
-    """Each training image as a PNG under raw_root/<category>/, with `cifar10://train/<index>` as its source."""
+def save_images(category: str, root: Path, download: bool, indexes: list[int], output: RawOutput) -> list[RawFile]:
+    """Each training image as a PNG to `output`, with `cifar10://train/<index>` as its source."""
     images, _, _ = training_set(root, download)
     rows = []
     for index in indexes:
         encoded = io.BytesIO()
         Image.fromarray(images[index]).save(encoded, "PNG")
-        rows.append(save_raw(raw_root, category, f"cifar10_{index:05d}.png", encoded.getvalue(), "cifar10", f"cifar10://train/{index}"))
+        rows.append(output.save(category, f"cifar10_{index:05d}.png", encoded.getvalue(), "cifar10", f"cifar10://train/{index}"))
     return rows
 
 
@@ -172,8 +172,8 @@ class Cifar10Source(Source[Cifar10Params]):
     def plan(self, category: str, batch_size: int) -> Iterator[Sequence[int]]:
         yield from batched(class_indexes(self.root, self.params.download, category, self.per_category), batch_size)
 
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        return Scraped(save_images(unit.category, self.root, self.params.download, list(unit.items), root))
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        return Scraped(save_images(unit.category, self.root, self.params.download, list(unit.items), output))
 
     def describe(self) -> str:
         return f"CIFAR-10 training images from {self.root / FOLDER}"

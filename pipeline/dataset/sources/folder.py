@@ -14,7 +14,7 @@ from pipeline.core.fsutil import category_slug
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import Attempt
-from pipeline.dataset.sources.base import Scraped, Source, Unit, copy_raw
+from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def list_folder(category: str, folder: Path, count: int) -> list[tuple[Path, str
     return chosen
 
 
-def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> Scraped:
-    """Copy each (path, target name) untouched to root/<slug>/, recording its provenance; a file that cannot be
+def copy_files(category: str, files: list[tuple[Path, str]], output: RawOutput) -> Scraped:
+    """Copy each (path, target name) untouched to `output`, recording its provenance; a file that cannot be
     opened (permissions, vanished) is logged and recorded as skipped, and the others are copied."""
     copied, skipped = [], []
     for path, target in files:
@@ -74,7 +74,7 @@ def copy_files(category: str, files: list[tuple[Path, str]], root: Path) -> Scra
             skipped.append(Attempt(category, url, "unreadable", reason))
             continue
         with reader:
-            copied.append(copy_raw(root, category, target, reader, "folder", url))
+            copied.append(output.copy(category, target, reader, "folder", url))
     return Scraped(copied, skipped)
 
 
@@ -99,8 +99,8 @@ class FolderSource(Source[FolderParams]):
     def plan(self, category: str, batch_size: int) -> Iterator[Sequence[tuple[Path, str]]]:
         yield from batched(list_folder(category, self.path, self.per_category), batch_size)
 
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        return copy_files(unit.category, list(unit.items), root)
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        return copy_files(unit.category, list(unit.items), output)
 
     def describe(self) -> str:
         return f"the files under {self.path}"

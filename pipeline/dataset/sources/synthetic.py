@@ -13,7 +13,6 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -23,7 +22,7 @@ from pydantic import Field, model_validator
 from pipeline.core.fsutil import category_slug
 from pipeline.core.schema import StrictModel
 from pipeline.dataset.manifests import RawFile
-from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
+from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit
 from pipeline.dataset.sources.scenes import render_scene
 
 
@@ -279,18 +278,19 @@ def synthetic_file(category: str, index: int, seed: int, cfg: SyntheticParams) -
     return *_DEFECT_WRITERS[defect](image, rng), defect
 
 
-def scrape_synthetic(category: str, root: Path, indexes: Sequence[int], seed: int, cfg: SyntheticParams) -> list[RawFile]:
-    """Write the files of `indexes` under root/<slug>/, skipping those this batch's journal already holds."""
+def scrape_synthetic(category: str, output: RawOutput, indexes: Sequence[int], seed: int, cfg: SyntheticParams) -> list[RawFile]:
+    """Write the files of `indexes` to `output`; as files, skipping those this batch's journal already holds."""
     slug = category_slug(category)
-    journal = Journal(root, f"{slug}-{indexes[0]}")
-    done = {row.source_url: row for row in journal.done()}
+    journal = None if output.shard else Journal(output.root, f"{slug}-{indexes[0]}")  # a shard is resumed whole
+    done = {row.source_url: row for row in journal.done()} if journal else {}
     rows = []
     for index in indexes:
         url = f"synthetic://{slug}/{index}?seed={seed}"
         if url not in done:
             name, data, _ = synthetic_file(category, index, seed, cfg)
-            done[url] = save_raw(root, category, name, data, "synthetic", url)
-            journal.add(done[url])
+            done[url] = output.save(category, name, data, "synthetic", url)
+            if journal:
+                journal.add(done[url])
         rows.append(done[url])
     return rows
 
@@ -305,8 +305,8 @@ class SyntheticSource(Source[SyntheticParams]):
         for start in range(0, self.per_category, batch_size):
             yield tuple(range(start, min(start + batch_size, self.per_category)))
 
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        return Scraped(scrape_synthetic(unit.category, root, unit.items, self.seed, self.params))
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        return Scraped(scrape_synthetic(unit.category, output, unit.items, self.seed, self.params))
 
     def describe(self) -> str:
         return f"the embedded synthetic source (seed {self.seed}, defect rate {self.params.defect_rate})"

@@ -23,7 +23,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
 from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import Attempt
-from pipeline.dataset.sources.base import Journal, Scraped, Source, Unit, save_raw
+from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit
 from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ class UrlsSource(Source[UrlsParams]):
             log.warning("urls %r: the file lists %d URLs (source.per_category=%d)", category, len(urls), self.per_category)
         yield from batched(urls, URLS_PER_UNIT)
 
-    def fetch(self, unit: Unit, root: Path, stop: threading.Event | None) -> Scraped:
-        """Download the unit's URLs one after another, skipping those its journal holds."""
-        journal = Journal(root, unit.name)
+    def fetch(self, unit: Unit, output: RawOutput, stop: threading.Event | None) -> Scraped:
+        """Download the unit's URLs one after another into files, skipping those its journal holds."""
+        journal = Journal(output.root, unit.name)
         done = {row.source_url: row for row in journal.done()}
         with Downloader(f"urls {unit.name!r}", "source.urls", self.params.timeout, self.params.max_bytes,
                         stop or threading.Event(), HEADERS) as web:
@@ -88,7 +88,7 @@ class UrlsSource(Source[UrlsParams]):
                     log.warning("urls %r: skipped %s: %s: %s", unit.category, url, exc.reason, exc)
                     journal.skip(Attempt(unit.category, url, exc.reason, str(exc)))
                     continue
-                done[url] = save_raw(root, unit.category, file_name(url, data), data, self.name, url)
+                done[url] = output.save(unit.category, file_name(url, data), data, self.name, url)
                 journal.add(done[url])
         saved = [done[url] for url in unit.items if url in done]
         failed = {attempt.source_url: attempt for attempt in journal.skipped() if attempt.source_url not in done}
