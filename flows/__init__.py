@@ -5,11 +5,28 @@ import os
 import signal
 import sys
 
+from pipeline.core.errors import PipelineError
+
 # No traffic beyond loopback: Prefect's temporary server would otherwise send usage telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Show the library's log lines (progress, warnings) in Prefect's logs and UI.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline")
 logging.getLogger("pipeline").setLevel(logging.INFO)
+
+
+class KnownErrorsInOneLine(logging.Filter):
+    """Prefect logs the exception that fails a flow or task run with its traceback; a PipelineError (a known failure,
+    whose message says what to do) as its message alone. Tracebacks stay for bugs, where they help."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, PipelineError):
+            record.msg, record.args, record.exc_info, record.exc_text = "error: %s", (error,), None, None
+        return True
+
+
+for _engine in ("prefect.flow_runs", "prefect.task_runs"):  # the loggers of Prefect's flow and task engines
+    logging.getLogger(_engine).addFilter(KnownErrorsInOneLine())
 
 
 def stopped(signum: int) -> str:
