@@ -9,9 +9,11 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from uuid import UUID
 
-from prefect import tags
+from prefect import Flow, get_client, tags
+from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_API_URL
 
 from flows import stop_while_starting, stopped
@@ -20,6 +22,8 @@ from pipeline.core.errors import PipelineError
 
 DATA = Path("data")  # the stages' inputs and outputs, relative to the repository root where DVC runs them
 PIPELINE_TAG = "COLORIZE_PIPELINE_TAG"  # set by the pipeline flow for the stages it runs: their flow runs carry the tag
+STAGE_RUN = "COLORIZE_STAGE_RUN_ID"  # set by the pipeline flow: the flow run it made for the stage, under its stage task
+R = TypeVar("R")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -52,6 +56,17 @@ def handle_interrupts() -> None:
 def interrupted(exc: KeyboardInterrupt) -> str:
     """How the command was stopped: 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM)."""
     return str(exc) if isinstance(exc, Interrupted) else "interrupted"
+
+
+def call_flow(stage_flow: Flow[[Params], R], params: Params) -> R:
+    """Run the stage's flow; under the pipeline flow, as the flow run that the pipeline made for this stage (a child of
+    its stage task, so the Prefect UI shows it under the pipeline run)."""
+    run_id = os.environ.pop(STAGE_RUN, None)
+    if not run_id:
+        return stage_flow(params)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(UUID(run_id))
+    return run_flow(stage_flow, flow_run=flow_run, parameters={"params": params})  # type: ignore[return-value]
 
 
 def main(stage: str, run: Callable[[Params], Any], description: str) -> None:

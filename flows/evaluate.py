@@ -7,7 +7,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import picture
-from flows.cli import DATA, main
+from flows.cli import DATA, call_flow, main
 from pipeline.config import Params
 from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
 from pipeline.model.metrics import METRICS
@@ -68,7 +68,7 @@ def evaluate(params: Params) -> Scores:
 
 def run(params: Params) -> Scores:
     """The stage: its flow, on the default task runner (it submits no per-item tasks)."""
-    return evaluate(params)
+    return call_flow(evaluate, params)
 
 
 if __name__ == "__main__":

@@ -11,24 +11,21 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_client, get_run_logger, task
+from prefect import Flow, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import ArtifactCreate
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, FlowRun
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.client.schemas.sorting import FlowRunSort
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed, Pending, State
 from pydantic import ValidationError
 
-from flows.cli import DATA, PIPELINE_TAG, exit_at_the_next_signal, handle_interrupts, interrupted
+from flows.cli import DATA, PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.evaluate import METRICS_FILE
@@ -46,29 +43,43 @@ def stage_log(level: int, line: str) -> None:
 
 @task(cache_policy=NO_CACHE, retry_delay_seconds=30)
 def stage(name: str, tag: str) -> State:
-    """One DVC stage: DVC runs it if it is stale (its flow run carries `tag`), and skips it otherwise; the task's
-    state says which."""
+    """One DVC stage: DVC runs it if it is stale, as a flow run made here under this task (tagged `tag`), and skips it
+    otherwise; the task's state says which."""
     before = lock_entries(ROOT).get(name)
-    repro_stage(ROOT, name, stage_log, env={PIPELINE_TAG: tag})
+    run = create_stage_run(name, tag)
+    try:
+        repro_stage(ROOT, name, stage_log, env={PIPELINE_TAG: tag, STAGE_RUN: str(run.id)})
+    finally:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run.id)
+            if run.state is None or run.state.is_pending():  # DVC skipped the stage, or it failed before its flow began
+                client.delete_flow_run(run.id)
     if lock_entries(ROOT).get(name) == before:
         return Completed(name="Skipped", message="up to date: DVC skipped it")
-    run = link_stage_run(name, tag)
-    return Completed(name="Rebuilt", message=f"flow run [{run.name}]({run_link(run.id)})" if run else "rebuilt by DVC")
+    link_back(run)
+    return Completed(name="Rebuilt", message=f"flow run [{run.name}]({run_link(run.id)})")
 
 
-def link_stage_run(name: str, tag: str) -> FlowRun | None:
-    """The stage's flow run of this pipeline run (found by its tag), given a link back to the pipeline run."""
+def _stage_flow() -> None:
+    """Stands for a stage's flow when its run is made here: the stage's process runs the flow itself."""
+
+
+def create_stage_run(name: str, tag: str) -> FlowRun:
+    """A flow run of the stage's flow, a child of the running task: the stage's process runs its flow as this run."""
+    context = TaskRunContext.get()
+    assert context is not None  # the stage task
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run(flow=Flow(_stage_flow, name=name), parameters={}, state=Pending(),
+                                      parent_task_run_id=context.task_run.id, tags=[tag])
+
+
+def link_back(run: FlowRun) -> None:
+    """An artifact on the stage's flow run that links back to the pipeline run."""
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None  # a task of the pipeline flow
+    back = f"Run by the pipeline run [{context.flow_run.name}]({run_link(context.flow_run.id)})."
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[name])), flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])),
-            sort=FlowRunSort.START_TIME_DESC, limit=1,
-        )
-        if runs:
-            back = f"Run by the pipeline run [{context.flow_run.name}]({run_link(context.flow_run.id)}) (tag `{tag}`)."
-            client.create_artifact(ArtifactCreate(key="pipeline-run", type="markdown", data=back, flow_run_id=runs[0].id))
-    return runs[0] if runs else None
+        client.create_artifact(ArtifactCreate(key="pipeline-run", type="markdown", data=back, flow_run_id=run.id))
 
 
 def run_link(flow_run_id: UUID) -> str:
@@ -107,8 +118,8 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
     if headline:
         lines += ["", "## Evaluation (data/eval/metrics.json)", "", "| metric | model | grayscale baseline |", "| --- | --- | --- |"]
         lines += [f"| {name} | {value:.4g} | {headline.get(f'gray_{name}', float('nan')):.4g} |" for name, value in headline.items() if not name.startswith("gray_")]
-        lines += ["", "Every score, per category and on real photos, with the comparison grids: the `evaluation` artifact of "
-                  "the evaluate stage's flow run (linked above when this run rebuilt it; else `dvc plots show`)."]
+        lines += ["", "Every score, per category and on real photos, with the comparison grids: [the latest evaluation]"
+                  "(/artifacts/key/evaluation), the `evaluation` artifact of the evaluate stage's flow run."]
     return "\n".join(lines)
 
 
@@ -118,10 +129,10 @@ def read_headline() -> dict[str, float]:
 
 
 @flow(name="colorize-pipeline")
-def rebuild_and_publish() -> dict[str, Any] | State:
+def rebuild_and_publish() -> State:
     """Rebuild what is stale (DVC decides), push the new artifacts, and commit dvc.lock when publish.git_commit asks."""
     context = FlowRunContext.get()
-    tag = f"pipeline-run:{str(context.flow_run.id)[:8]}" if context and context.flow_run else "pipeline-run"
+    tag = f"pipeline-run:{context.flow_run.id}" if context and context.flow_run else "pipeline-run"
     try:
         params = load_params(ROOT / PARAMS_FILE)
         if params.publish.git_commit:
@@ -140,7 +151,18 @@ def rebuild_and_publish() -> dict[str, Any] | State:
         return Failed(message=str(exc))
     create_markdown_artifact(key="pipeline-run", markdown=run_report(results, pushed, version, read_headline()),
                              description="What this run rebuilt and published, with links to the stages' flow runs")
-    return {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
+    outcome = {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
+    return Completed(name="Rebuilt" if changed else "Up to date", message=outcome_line(changed, pushed, version), data=outcome)
+
+
+def outcome_line(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
+    """What a pipeline run did, in the message of its final state (the runs list shows it beside the state's name)."""
+    parts = [f"rebuilt {', '.join(changed)}" if changed else "nothing changed: every stage was up to date"]
+    if pushed:
+        parts.append(f"pushed {pushed} files")
+    if version:
+        parts.append(f"commit {version[0]}" + (f", tag {version[1]}" if version[1] else ""))
+    return "; ".join(parts)
 
 
 def schedule(params: Params, cron: str | None, timezone_name: str | None) -> Cron:

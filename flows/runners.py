@@ -23,6 +23,7 @@ from prefect.futures import PrefectWrappedFuture
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.cli import call_flow
 from pipeline.config import Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import process_pool
@@ -169,5 +170,5 @@ def run_stage(stage: Flow[[Params], R], params: Params) -> R:
         from flows.temporary_server import api_for_workers
 
         with api_for_workers():
-            return stage.with_options(task_runner=runner)(params)
-    return stage.with_options(task_runner=runner)(params)
+            return call_flow(stage.with_options(task_runner=runner), params)
+    return call_flow(stage.with_options(task_runner=runner), params)

@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.cli import DATA, main
+from flows.cli import DATA, call_flow, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.dataset.manifests import SAVED
@@ -42,7 +42,7 @@ def run(params: Params) -> ScrapeResult:
         return run_stage(scrape, params)
     if params.runner.kind == "dask":
         get_logger("flows.scrape").info("scrape: the %s source runs on local threads, not on Dask", params.source.kind)
-    return scrape.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))(params)
+    return call_flow(scrape.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads)), params)
 
 
 if __name__ == "__main__":

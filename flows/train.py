@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
 from flows.artifacts import create_picture_artifact
-from flows.cli import DATA, main
+from flows.cli import DATA, call_flow, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
 from pipeline.model.train import TrainingInfo, train_model
@@ -62,7 +62,7 @@ def run(params: Params) -> TrainingInfo:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, torchrun_command(params.train.nproc))
-    return train(params) if is_main_process() else train_beside_rank_0(params)
+    return call_flow(train, params) if is_main_process() else train_beside_rank_0(params)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ DVC_HINTS = (  # what `dvc repro` advises a person at a terminal; the pipeline f
     "To track the changes with git, run:", "git add ", "To enable auto staging, run:", "dvc config core.autostage",
     "Use `dvc push` to send your updates to remote storage.",
 )
-_LOG_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?P<rest>.*)$")
+_LOG_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?:(?:Flow|Task) run '[^']*'|[\w.]+) - (?P<message>.*)$")
 
 
 class StageFailed(PipelineError):
@@ -61,8 +61,8 @@ def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: dict[str, str] | None = None, tail_lines: int = 20) -> None:
     """`dvc repro --single-item <stage>` (with `env` added to its environment): DVC decides whether it is stale. Every
-    output line goes to `log` with its level, without the stage's own log time and level (the caller's log adds
-    them) and without DVC's hints to commit or push by hand."""
+    output line goes to `log` with its level, without the stage's own log time, level and logger or run name (the
+    caller's log adds its own) and without DVC's hints to commit or push by hand."""
     environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
     environment["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
@@ -80,12 +80,12 @@ def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: di
 
 
 def _level_and_message(line: str) -> tuple[int, str]:
-    """A line of the stage's output: a log line ("12:00:00.000 | WARNING | name - message") as its level and the rest,
-    anything else at INFO."""
+    """A line of the stage's output: a log line ("12:00:00.000 | WARNING | <logger, or flow or task run> - message") as
+    its level and message (the caller's log says which stage), anything else at INFO."""
     match = _LOG_LINE.match(line)
     if match is None:
         return logging.INFO, line
-    return logging.getLevelNamesMapping().get(match["level"], logging.INFO), match["rest"]
+    return logging.getLevelNamesMapping().get(match["level"], logging.INFO), match["message"]
 
 
 def workspace_lock(root: Path, owner: str) -> AbstractContextManager[None]:

@@ -49,6 +49,17 @@ def stage_states(flow_run_id) -> dict[str, str]:
     return {run.name: run.state.name for run in runs if run.name in STAGES}
 
 
+def stage_runs(pipeline_run) -> dict[str, object]:
+    """The stages' flow runs of a pipeline run, by stage: found by its tag, each a child of one of its stage tasks."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"pipeline-run:{pipeline_run.id}"])))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[pipeline_run.id])))
+    parents = {task.id: task.name for task in tasks}
+    by_stage = {parents.get(run.parent_task_run_id): run for run in runs}
+    assert len(by_stage) == len(runs) and None not in by_stage, "a stage run outside its pipeline run's stage tasks"
+    return by_stage
+
+
 def artifacts(flow_run_id) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
@@ -104,18 +115,17 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
     summary = artifacts(flow_run.id)["pipeline-run"]
     assert re.search(r"\| train \| Rebuilt \| flow run \[[\w-]+\]\(/runs/flow-run/[0-9a-f-]{36}\) \|", summary) and "files" in summary
     assert "## Evaluation" in summary and re.search(r"\| real_psnr \| [\d.]+ \| [\d.]+ \|", summary)
-    tag = f"pipeline-run:{str(flow_run.id)[:8]}"
-    with get_client(sync_client=True) as client:  # each stage's own flow run: tagged, linked back, with its artifacts
-        stage_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
-    assert len(stage_runs) == len(STAGES)
-    for stage_run in stage_runs:
+    assert flow_run.state.name == "Rebuilt" and flow_run.state.message.startswith("rebuilt scrape, clean")
+    runs = stage_runs(flow_run)  # each stage's own flow run: under its stage task, linked back, with its artifacts
+    assert sorted(runs) == sorted(STAGES)
+    for stage_run in runs.values():
         found = artifacts(stage_run.id)
         assert f"/runs/flow-run/{flow_run.id}" in found["pipeline-run"]
         assert f"/runs/flow-run/{stage_run.id}" in summary
-    keys = {key for stage_run in stage_runs for key in artifacts(stage_run.id)}
+    keys = {key for stage_run in runs.values() for key in artifacts(stage_run.id)}
     assert {"clean-summary", "training", "training-samples", "split-preview", "evaluation"} <= keys
     assert all("data:image/jpeg;base64," in artifacts(stage_run.id).get(key, "data:image/jpeg;base64,")
-               for stage_run in stage_runs for key in ("training-samples", "split-preview", "evaluation"))
+               for stage_run in runs.values() for key in ("training-samples", "split-preview", "evaluation"))
 
     today = datetime.now(timezone.utc).date()
     assert served.git("tag", "--list").split() == [f"colorize-{today}", "colorizer@v0.0.1"]  # the dated version, the model's
@@ -131,11 +141,16 @@ def test_a_run_with_nothing_to_rebuild_pushes_and_commits_nothing(served, first_
     assert served.git("rev-parse", "HEAD") == head
     assert served.remote_files() == remote
     summary = artifacts(flow_run.id)["pipeline-run"]
-    assert "Rebuilt" not in summary and "0 files" in summary
-    assert stage_states(flow_run.id) == {name: "Skipped" for name in STAGES}
+    assert "Rebuilt" not in summary and "0 files" in summary and "(/artifacts/key/evaluation)" in summary
+    assert stage_states(flow_run.id) == {name: "Skipped" for name in STAGES} and stage_runs(flow_run) == {}
+    assert flow_run.state.name == "Up to date"
 
 
-def test_a_run_triggered_while_another_is_in_progress_waits_for_it(served, first_run):
+def test_two_runs_triggered_together_run_one_at_a_time_each_with_its_own_stage_runs(served, first_run):
+    """Started in the same second, so a tag made of the first digits of their ids (UUIDv7: a time) would be one."""
+    with open(served.repo / "flows/evaluate.py", "a", encoding="utf-8") as code:
+        code.write("# an edit: the next run rebuilds evaluate\n")
+    served.git("commit", "-qam", "edit evaluate")
     started = [run_deployment(DEPLOYMENT, timeout=0) for _ in range(2)]
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + 300
@@ -148,6 +163,8 @@ def test_a_run_triggered_while_another_is_in_progress_waits_for_it(served, first
     assert all(flow_run.state.is_completed() for flow_run in runs), [flow_run.state.message for flow_run in runs]
     first, second = sorted(runs, key=lambda flow_run: flow_run.start_time)
     assert second.start_time >= first.end_time  # never both running
+    assert list(stage_runs(first)) == ["evaluate"] and stage_runs(second) == {}
+    assert (first.state.name, second.state.name) == ("Rebuilt", "Up to date")
 
 
 def test_a_clone_pulls_the_published_dataset_and_model_byte_identical(served, first_run, tmp_path):
@@ -160,14 +177,16 @@ def test_a_clone_pulls_the_published_dataset_and_model_byte_identical(served, fi
 
 def test_after_a_second_version_checking_out_the_first_tag_restores_the_first_model(served, first_run, tmp_path):
     _, first_model = first_run
+    before = served.git("tag", "--list").split()  # the first run's, and any of the tests before
     edit_params(served.repo, train={"epochs": 2})
     flow_run = served.trigger()
     assert flow_run.state.is_completed(), flow_run.state.message
     second_model = (served.repo / "data/models/generator.pt").read_bytes()
     assert second_model != first_model
-    tags = [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorize-")]
-    assert len(tags) == 2 and tags[1] == f"{tags[0]}-2"
-    assert [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorizer@")] == ["colorizer@v0.0.1", "colorizer@v0.0.2"]
+    new = [tag for tag in served.git("tag", "--list").split() if tag not in before]
+    tags = [before[0], *(tag for tag in new if tag.startswith("colorize-"))]
+    assert len(new) == 2 and re.fullmatch(rf"{tags[0]}-\d", tags[1]), new
+    assert [tag for tag in new if tag.startswith("colorizer@")] == [f"colorizer@v0.0.{len([t for t in before if t.startswith('colorizer@')]) + 1}"]
     fetched = tmp_path / "v1.pt"  # the model registry: a registered version, fetched without a clone
     run(tmp_path, served.env, "dvc", "artifacts", "get", str(served.repo), "colorizer", "--rev", "v0.0.1", "-o", str(fetched))
     assert fetched.read_bytes() == first_model
