@@ -1,8 +1,8 @@
-"""clean+resize throughput on web-sized JPEGs, against the seed notebooks' one-image-at-a-time loop.
+"""clean+resize throughput on web-sized JPEGs, against a notebook's one-image-at-a-time loop.
 
     python benchmarks/bench_clean_resize.py [--images 240] [--workers 2]
 
-Both sides read the same ≈1600×1200 JPEGs and write 200×200 PNGs. The seed way opens, converts,
+Both sides read the same ≈1600×1200 JPEGs and write 200×200 PNGs. The notebook way opens, converts,
 resizes and saves each image in turn; ours runs the clean stage (full decode check, color and
 duplicate rules, content-hash names) and then the resize stage, in batches on a process pool as
 the flows do. Prefect's fixed start-up per flow (a few seconds) is not included.
@@ -42,7 +42,7 @@ def make_photos(root: Path, count: int) -> list[Path]:
     return [root / row.file for row in rows]
 
 
-def seed_way(files: list[Path], out: Path) -> None:
+def notebook_way(files: list[Path], out: Path) -> None:
     out.mkdir()
     for file in files:
         Image.open(file).convert("RGB").resize((200, 200)).save(out / f"{file.stem}.png")
@@ -70,14 +70,14 @@ def main() -> None:
         megabytes = sum(f.stat().st_size for f in files) / 1e6
         print(f"{len(files)} JPEGs, 1600x1200, {megabytes:.0f} MB")
         start = time.perf_counter()
-        seed_way(files, work / "seed")
-        seed_seconds = time.perf_counter() - start
+        notebook_way(files, work / "notebook")
+        notebook_seconds = time.perf_counter() - start
         kept, our_seconds = clean_and_resize(work / "raw", work, args.workers)
-    seed_rate, our_rate = len(files) / seed_seconds, len(files) / our_seconds
+    notebook_rate, our_rate = len(files) / notebook_seconds, len(files) / our_seconds
     print(f"{'':28}{'seconds':>10}{'images/s':>10}")
-    print(f"{'seed notebooks (1 by 1)':28}{seed_seconds:10.2f}{seed_rate:10.1f}")
+    print(f"{'one image at a time':28}{notebook_seconds:10.2f}{notebook_rate:10.1f}")
     print(f"{f'clean+resize ({args.workers} workers)':28}{our_seconds:10.2f}{our_rate:10.1f}   ({kept} kept)")
-    print(f"ratio: {our_rate / seed_rate:.2f}x (target >= 3x)")
+    print(f"ratio: {our_rate / notebook_rate:.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":

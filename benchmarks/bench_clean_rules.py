@@ -1,19 +1,20 @@
 """The clean stage's color and near-duplicate rules on real photo folders: the old rules against the new.
 
     nice -n 19 python benchmarks/bench_clean_rules.py cifar10-images/train intel-scenes/train \\
-        [--sheets /tmp/clean-rules] [--speed 5000] [--workers 2]
+        [--sheets DIR] [--speed 5000] [--workers 2]
 
 Each ROOT holds <class>/*.jpg. For each, the images dropped as grayscale by the old rule (Hasler-Süsstrunk
 colorfulness < 6) and by the new one (color beyond a tint < clean.min_chroma), per class; the near-duplicate
 pairs found by the old rule (pHash distance only) and by the new one (pHash and lightness correlation), and
 how many pair two classes; contact sheets to look at; and measurement speed, old against new, in images/s
-on one core (decode as the stage does, then measure). Figures are in the README's clean section.
+on one core (decode as the stage does, then measure). Figures are in docs/cleaning.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -131,10 +132,12 @@ def speed(files: list[Path]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", nargs="+", type=Path)
-    parser.add_argument("--sheets", type=Path, default=Path("/tmp/clean-rules"))
+    parser.add_argument("--sheets", type=Path, default=None,
+                        help="where the contact sheets go (default: a new temporary folder)")
     parser.add_argument("--speed", type=int, default=5000, help="images of the first root to time (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    args.sheets = args.sheets or Path(tempfile.mkdtemp(prefix="clean-rules-"))
     args.sheets.mkdir(parents=True, exist_ok=True)
     rules = Clean()
     for index, root in enumerate(args.roots):

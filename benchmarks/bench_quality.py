@@ -1,7 +1,7 @@
 """Colorization quality on real photos the model never saw: the GAN against L1-only and the grayscale baseline.
 
     python benchmarks/bench_quality.py DATASET [--preset cifar10] [--params params.yaml] [-S train.epochs=3 ...]
-        [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work /tmp/bench_quality]
+        [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work DIR]
 
 DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders); the params are the params
 file with a preset (presets/NAME.yaml) applied, if any, whose source is ignored. The training images and, apart, the
@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -131,13 +132,14 @@ def main() -> None:
     parser.add_argument("--preset", help="apply presets/PRESET.yaml to the params (its source is ignored)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param for every variant")
     parser.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", help=f"a variant (default: {' '.join(DEFAULT_VARIANTS)})")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_quality"), help="work folder (default: %(default)s)")
+    parser.add_argument("--work", type=Path, help="work folder, kept for a later run to reuse (default: a new temporary folder)")
     args = parser.parse_args()
     base = yaml.safe_load(args.params.read_text(encoding="utf-8"))
     if args.preset:
         preset = yaml.safe_load((PRESETS / f"{args.preset}.yaml").read_text(encoding="utf-8"))
         base = applied(base, {key: value for key, value in preset.items() if key != "source"})
     common = _params(base, args.set)
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     args.work.mkdir(parents=True, exist_ok=True)
     split_root = prepare_split(args.dataset, common, args.work)
     rows, gray, images = [], None, 0

@@ -190,7 +190,7 @@ def _publish_epoch(curves: TrainingLog, trainer: Trainer, key: str, checkpoint_p
     if min(summary.get("d_accuracy_real", 0.0), summary.get("d_accuracy_fake", 0.0)) > DISCRIMINATOR_WINS:
         log.warning(
             "train: the discriminator wins (accuracy %.3f on real pairs, %.3f on fakes): its verdicts no longer guide the generator; "
-            "see the README's training health section", summary["d_accuracy_real"], summary["d_accuracy_fake"],
+            "see docs/model.md, training health", summary["d_accuracy_real"], summary["d_accuracy_fake"],
         )
 
 

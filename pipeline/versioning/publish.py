@@ -30,7 +30,7 @@ def push(root: Path) -> int:
         with Repo(str(root)) as repo:
             return repo.push()
     except (DvcException, OSError) as exc:  # OSError: a local remote that cannot be written
-        raise PublishError(f"dvc push failed: {exc} (the remote is set in .dvc/config; see README, 'Versioned datasets and models')") from None
+        raise PublishError(f"dvc push failed: {exc} (the remote is set in .dvc/config; see docs/versioning.md)") from None
 
 
 def _git(root: Path, *args: str) -> str:
