@@ -22,7 +22,7 @@ from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, shard_name
 from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, Layout, RawFile, write_manifest, write_table
 from pipeline.dataset.sources import SOURCES
-from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, extension
+from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, raw_member
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ def fetch_unit(source: Source, root: Path, stop: threading.Event | None, shard_s
         done = json.loads(record.read_text(encoding="utf-8"))
         if not done["files"] or (root / shard).is_file():
             return Scraped([RawFile(**row) for row in done["files"]], [Attempt(**row) for row in done["skipped"]])
-    with RawOutput(root, shard, unit.part * shard_size) as output:
+    with RawOutput(root, shard, unit.part * shard_size) as output:  # no file saved: no shard
         scraped = source.fetch(unit, output, stop)
-    if not scraped.files:  # nothing saved (every file unreadable): no shard
-        (root / shard).unlink(missing_ok=True)
     atomic_write_json(record, {"files": [asdict(row) for row in scraped.files], "skipped": [asdict(row) for row in scraped.skipped]})
     return scraped
 
@@ -130,7 +128,7 @@ def plan_shards(files: list[RawFile], shard_size: int) -> list[tuple[Pack, list[
     for category, rows in by_category.items():
         for start in range(0, len(rows), shard_size):
             shard = shard_name(category, start // shard_size)
-            members = [(f"{category_slug(category)}-{start + i:07d}.{extension(row.file)}", row) for i, row in enumerate(rows[start : start + shard_size])]
+            members = [(raw_member(category, start + i, row.file), row) for i, row in enumerate(rows[start : start + shard_size])]
             plans.append((Pack(shard, tuple((member, row.file) for member, row in members)),
                           [replace(row, file=member, shard=shard) for member, row in members]))
     return plans

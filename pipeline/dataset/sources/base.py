@@ -108,7 +108,7 @@ class RawOutput:
         """Save `data` untouched as the file `name` (or the shard's next member) and describe it."""
         if not self.shard:
             return save_raw(self.root, category, name, data, source, source_url)
-        member = self._output.write(f"{category_slug(category)}-{self._next:07d}.{extension(name)}", bytes(data))
+        member = self._output.write(raw_member(category, self._next, name), bytes(data))
         self._next += 1
         return RawFile(member, category, source, source_url, hashlib.sha256(data).hexdigest(), len(data), shard=self.shard)
 
@@ -126,10 +126,11 @@ class RawOutput:
         self._output.__exit__(*exc_info)
 
 
-def extension(file: str) -> str:
-    """A file's extension as a shard member's field: lowercase letters and digits, else `bin`."""
-    found = Path(file).suffix.lstrip(".").lower()
-    return found if re.fullmatch(r"[a-z0-9]{1,10}", found) else "bin"
+def raw_member(category: str, number: int, file: str) -> str:
+    """The raw shard member of a category's `number`-th photo, saved as `file`: `<category slug>-<number>.<extension>`,
+    the extension lowercase letters and digits, else `bin`."""
+    extension = Path(file).suffix.lstrip(".").lower()
+    return f"{category_slug(category)}-{number:07d}.{extension if re.fullmatch(r'[a-z0-9]{1,10}', extension) else 'bin'}"
 
 
 def save_raw(root: Path, category: str, name: str, data: bytes | bytearray, source: str, source_url: str) -> RawFile:
