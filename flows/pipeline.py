@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from uuid import UUID
@@ -21,6 +22,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.deployments.runner import EntrypointType
+from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 from prefect.states import Completed, Failed, Pending, State
 from pydantic import ValidationError
@@ -69,6 +71,15 @@ def create_stage_run(name: str, tag: str) -> FlowRun:
     context = TaskRunContext.get()
     assert context is not None  # the stage task
     with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 30  # the server stores task runs from events, a moment after they start
+        while True:
+            try:
+                client.read_task_run(context.task_run.id)
+                break
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         return client.create_flow_run(flow=Flow(_stage_flow, name=name), parameters={}, state=Pending(),
                                       parent_task_run_id=context.task_run.id, tags=[tag])
 
