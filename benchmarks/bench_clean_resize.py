@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.config import Clean, Resize
 from pipeline.core.parallel import process_pool
 from pipeline.dataset.clean import clean_dataset
+from pipeline.dataset.params import Clean, Resize
 from pipeline.dataset.resize import resize_dataset
+from pipeline.dataset.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.scrape import write_raw_manifest
 from pipeline.dataset.sources.base import Scraped, save_raw
-from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
 
 
 def make_photos(root: Path, count: int) -> list[Path]:

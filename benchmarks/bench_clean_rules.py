@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.config import Clean
 from pipeline.core.images import colorfulness, image_grid, perceptual_hash
 from pipeline.dataset.clean import Inspection, _decode, _measure, deduplicate
+from pipeline.dataset.params import Clean
 
 OLD_MIN_COLORFULNESS = 6.0
 SHEET_SIZE = 60

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageChops
 
-from pipeline.config import GeneratorParams
 from pipeline.core.images import to_rgb
 from pipeline.model import colorize_cli
 from pipeline.model.colorizer import Colorizer, load_colorizer, save_generator
 from pipeline.model.lab import LabNormalization
 from pipeline.model.networks import define_generator
+from pipeline.model.params import GeneratorParams
 
 MEBIBYTE = 1 << 20
 MODEL_CONFIG = GeneratorParams(base_filters=8, depth=3)

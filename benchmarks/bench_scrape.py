@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from bing_image_downloader import downloader  # noqa: E402
 
-from pipeline.config import DEFAULT_CATEGORIES  # noqa: E402
 from pipeline.dataset.sources.bing import BingParams, scrape_bing  # noqa: E402
+from pipeline.dataset.sources.params import DEFAULT_CATEGORIES
 from pipeline.testing.fakebing import FakeBing, redirect_library  # noqa: E402
 
 TARGET_SPEEDUP = 5.0

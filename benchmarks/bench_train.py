@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from pipeline.config import Train
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
+from pipeline.model.params import Train
 from pipeline.model.trainer import Trainer
 
 SETUPS = {

@@ -20,7 +20,6 @@ from flows import stop_while_starting, stopped
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.core.errors import PipelineError
 
-DATA = Path("data")  # the stages' inputs and outputs, relative to the repository root where DVC runs them
 PIPELINE_TAG = "COLORIZE_PIPELINE_TAG"  # set by the pipeline flow for the stages it runs: their flow runs carry the tag
 STAGE_RUN = "COLORIZE_STAGE_RUN_ID"  # set by the pipeline flow: the flow run it made for the stage, under its stage task
 R = TypeVar("R")

@@ -7,13 +7,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import picture
-from flows.cli import DATA, call_flow, main
+from flows.cli import call_flow, main
 from pipeline.config import Params
 from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
 from pipeline.model.metrics import METRICS
+from pipeline.paths import EVAL, MODEL, SPLIT
 
-EVAL = DATA / "eval"
-MODEL = DATA / "models" / "generator.pt"
 MAIN_METRICS = ("psnr", "ssim", "ab_error", "accuracy_eps5")
 
 
@@ -57,7 +56,7 @@ def metrics_report(metrics: Scores) -> str:
 
 @flow(name="evaluate")
 def evaluate(params: Params) -> Scores:
-    metrics = evaluate_model(DATA / "split", MODEL, EVAL, device=params.train.device)
+    metrics = evaluate_model(SPLIT, MODEL, EVAL, device=params.train.device)
     grids = EVAL / GRIDS
     pictures = "\n".join([picture(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
                            picture(grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original")])

@@ -27,10 +27,11 @@ from prefect.schedules import Cron
 from prefect.states import Completed, Failed, Pending, State
 from pydantic import ValidationError
 
-from flows.cli import DATA, PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted
+from flows.cli import PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.evaluate import METRICS_FILE
+from pipeline.paths import EVAL
 from pipeline.versioning.publish import MODEL_ARTIFACT, commit_version, push, register_model, require_git
 from pipeline.versioning.rebuild import changed_stages, lock_entries, repro_stage, stage_order, workspace_lock
 
@@ -127,7 +128,7 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
     if version:
         lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
     if headline:
-        lines += ["", "## Evaluation (data/eval/metrics.json)", "", "| metric | model | grayscale baseline |", "| --- | --- | --- |"]
+        lines += ["", f"## Evaluation ({EVAL / METRICS_FILE})", "", "| metric | model | grayscale baseline |", "| --- | --- | --- |"]
         lines += [f"| {name} | {value:.4g} | {headline.get(f'gray_{name}', float('nan')):.4g} |" for name, value in headline.items() if not name.startswith("gray_")]
         lines += ["", "Every score, per category and on real photos, with the comparison grids: [the latest evaluation]"
                   "(/artifacts/key/evaluation), the `evaluation` artifact of the evaluate stage's flow run."]
@@ -135,7 +136,7 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
 
 
 def read_headline() -> dict[str, float]:
-    path = ROOT / DATA / "eval" / METRICS_FILE
+    path = ROOT / EVAL / METRICS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.cli import DATA, main
+from flows.cli import main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.dataset.resize import ResizeResult, resize_dataset
-
-RESIZED = DATA / "resized"
+from pipeline.paths import CLEAN, RESIZED
 
 
 @flow(name="resize")
 def resize(params: Params) -> ResizeResult:
     with batch_tasks("resize", params.workers) as batches:
-        return resize_dataset(DATA / "clean", RESIZED, params.resize, batches, params.workers)
+        return resize_dataset(CLEAN, RESIZED, params.resize, batches, params.workers)
 
 
 def run(params: Params) -> ResizeResult:

@@ -8,13 +8,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.cli import DATA, call_flow, main
+from flows.cli import call_flow, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
-from pipeline.dataset.manifests import SAVED
+from pipeline.dataset.manifests import ATTEMPTS, SAVED
 from pipeline.dataset.scrape import ScrapeResult, define_source, scrape_dataset
-
-RAW = DATA / "raw"
+from pipeline.paths import RAW
 
 
 @flow(name="scrape")
@@ -29,7 +28,7 @@ def scrape(params: Params) -> ScrapeResult:
         table=[{"category": category, **{column: result.counts.get(category, {}).get(column, 0) for column in [SAVED, *sorted(outcomes)]}}
                for category in params.source.categories],
         description=f"Files saved per category from {result.source}, and the source URLs not saved, by reason "
-                    "(each one is in data/raw/attempts.csv)",
+                    f"(each one is in {RAW / ATTEMPTS})",
     )
     return result
 

@@ -6,18 +6,17 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.artifacts import create_picture_artifact
-from flows.cli import DATA, main
+from flows.cli import main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
 from pipeline.dataset.split import PREVIEW, SplitResult, split_dataset
-
-SPLIT = DATA / "split"
+from pipeline.paths import RESIZED, SPLIT
 
 
 @flow(name="split")
 def split(params: Params) -> SplitResult:
     with batch_tasks("split", params.workers) as batches:
-        result = split_dataset(DATA / "resized", SPLIT, params.split, params.seed, batches, params.workers)
+        result = split_dataset(RESIZED, SPLIT, params.split, params.seed, batches, params.workers)
     create_table_artifact(
         key="split-counts",
         table=[{"category": category, **counts} for category, counts in result.counts.items()],

@@ -11,19 +11,17 @@ from prefect.artifacts import create_table_artifact
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
 from flows.artifacts import create_picture_artifact
-from flows.cli import DATA, call_flow, main
+from flows.cli import call_flow, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
 from pipeline.model.train import TrainingInfo, train_model
 from pipeline.model.training_log import samples_image
-
-MODELS = DATA / "models"
-TRAINING_LOG = DATA / "training"
+from pipeline.paths import MODELS, SPLIT, TRAINING
 
 
 def run_training(params: Params) -> TrainingInfo:
     """The training itself, without Prefect: what the flow runs."""
-    return train_model(DATA / "split", MODELS, TRAINING_LOG, params)
+    return train_model(SPLIT, MODELS, TRAINING, params)
 
 
 @flow(name="train")
@@ -36,7 +34,7 @@ def train(params: Params) -> TrainingInfo:
     )
     if params.train.samples:
         create_picture_artifact("training-samples", f"Held-out samples after epoch {info['epochs']}",
-                                [(samples_image(TRAINING_LOG, info["epochs"]), "Grayscale input | colorized | original")],
+                                [(samples_image(TRAINING, info["epochs"]), "Grayscale input | colorized | original")],
                                 "The latest epoch's colorization of held-out test images")
     return info
 

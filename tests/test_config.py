@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import DEFAULT_CATEGORIES, ParamsError, load_params, parse_params
+from pipeline.config import ParamsError, load_params, parse_params
 from pipeline.core.fsutil import MAX_SLUG_LENGTH, category_slug
 from pipeline.dataset.scrape import scrape_dataset
+from pipeline.dataset.sources.params import DEFAULT_CATEGORIES
 
 
 def test_the_committed_params_file_is_valid_and_uses_the_defaults():

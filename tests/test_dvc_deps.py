@@ -2,74 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.config import Params, parse_params
+from pipeline.core.imports import PACKAGES, import_closure, runs_code
 from pipeline.core.schema import StrictModel
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "flows")
-
-
-def _module_file(root: Path, module: str) -> Path | None:
-    """The file of a project module (`a.b` → a/b.py or a/b/__init__.py), or None when it is not one of ours."""
-    if module.split(".")[0] not in PACKAGES:
-        return None
-    base = root.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _package_inits(root: Path, module: str) -> list[Path]:
-    """The __init__.py of every package above a module: importing a.b.c runs a/__init__.py and a/b/__init__.py."""
-    parts = module.split(".")
-    return [path for i in range(1, len(parts)) if (path := root.joinpath(*parts[:i], "__init__.py")).is_file()]
-
-
-def _imported_modules(path: Path, module: str) -> set[str]:
-    """Every module an import statement in the file names, at any depth in the file (also `from a import b` as a.b)."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    if "pkgutil.iter_modules(__path__)" in path.read_text(encoding="utf-8"):  # a registry that imports its package's modules
-        names.update(f"{package}.{child.stem}" for child in path.parent.glob("*.py"))
-    return names
-
-
-def import_closure(root: Path, module: str) -> set[Path]:
-    """The project files that running `python -m module` executes: the module, what it imports, transitively."""
-    seen: set[Path] = set()
-    pending = [module]
-    while pending:
-        name = pending.pop()
-        path = _module_file(root, name)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        seen.update(_package_inits(root, name))
-        pending.extend(_imported_modules(path, name))
-    return seen
-
-
-def _runs_code(path: Path) -> bool:
-    """Whether a file holds more than a docstring (a package's docstring-only __init__.py changes no output)."""
-    body = ast.parse(path.read_text(encoding="utf-8")).body
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
 
 
 def uncovered(root: Path, stage: dict) -> list[str]:
@@ -78,8 +20,20 @@ def uncovered(root: Path, stage: dict) -> list[str]:
     deps = [root / dep for dep in stage.get("deps", [])]
     return sorted(
         str(path.relative_to(root))
-        for path in import_closure(root, module)
-        if _runs_code(path) and not any(path == dep or dep in path.parents for dep in deps)
+        for path in import_closure(module, root)
+        if runs_code(path) and not any(path == dep or dep in path.parents for dep in deps)
+    )
+
+
+def surplus(root: Path, stage: dict) -> list[str]:
+    """The code deps that name more than the stage runs: a file outside its import closure, or a folder holding one
+    (so that an edit to code a stage does not run leaves it up to date)."""
+    module = stage["cmd"].removeprefix("python -m ").split()[0]
+    closure = import_closure(module, root)
+    code_deps = [dep for dep in stage.get("deps", []) if dep.split("/")[0] in PACKAGES]
+    return sorted(
+        dep for dep in code_deps
+        if any(path not in closure for path in ([root / dep] if dep.endswith(".py") else (root / dep).rglob("*.py")) if runs_code(path))
     )
 
 
@@ -89,6 +43,20 @@ STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_stages_deps_cover_every_project_file_it_imports(name):
     assert uncovered(REPO, STAGES[name]) == []
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stages_code_deps_are_only_what_it_imports(name):
+    assert surplus(REPO, STAGES[name]) == []
+
+
+def test_a_sources_code_is_a_dep_of_scrape_alone():
+    """An edit to a source (a typo fixed in bing.py) makes scrape stale, and no later stage."""
+    for path in (REPO / "pipeline/dataset/sources").glob("*.py"):
+        if path.stem in ("__init__", "params"):
+            continue
+        stages = [name for name, stage in STAGES.items() if any(path == REPO / dep or REPO / dep in path.parents for dep in stage["deps"])]
+        assert stages == ["scrape"], path.name
 
 
 def test_a_stage_that_omits_an_imported_module_is_reported(tmp_path):
@@ -107,7 +75,11 @@ def test_a_stage_that_omits_an_imported_module_is_reported(tmp_path):
     stage = {"cmd": "python -m flows.stage", "deps": ["flows/stage.py", "pipeline/core/helpers.py"]}
     assert uncovered(tmp_path, stage) == ["pipeline/core/__init__.py", "pipeline/core/rand.py", "pipeline/model/net.py"]
     stage["deps"] += ["pipeline/core", "pipeline/model"]
-    assert uncovered(tmp_path, stage) == []
+    assert uncovered(tmp_path, stage) == [] and surplus(tmp_path, stage) == []
+    (tmp_path / "pipeline/core/unused.py").write_text("X = 1\n", encoding="utf-8")
+    stage["deps"] += ["pipeline/model/net.py", "flows/other.py"]
+    (tmp_path / "flows/other.py").write_text("Y = 2\n", encoding="utf-8")
+    assert surplus(tmp_path, stage) == ["flows/other.py", "pipeline/core"]
 
 
 # ------------------------------------------------------------------------------------------- params a stage reads

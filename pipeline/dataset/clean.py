@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config import Clean
 from pipeline.core.fsutil import atomic_write_json, category_slug, staged_output
 from pipeline.core.images import (
     DECODE_ERRORS,
@@ -32,6 +31,7 @@ from pipeline.core.progress import track_batches
 from pipeline.core.shards import ShardWriter, read_shard, split_member
 from pipeline.dataset.layout import Output, read_images, work_units
 from pipeline.dataset.manifests import REJECTED, CleanFile, RawFile, Rejection, read_manifest, write_manifest, write_table
+from pipeline.dataset.params import Clean
 
 log = logging.getLogger(__name__)
 

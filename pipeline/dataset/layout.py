@@ -15,7 +15,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
 from pipeline.core.parallel import batch_size_for, batched
 from pipeline.core.shards import MAX_MEMBER_BYTES, ShardWriter, read_shard, split_member
-from pipeline.dataset.manifests import Layout
+from pipeline.dataset.params import Layout
 
 SHARDS = "shards"  # the folder of a stage's shards
 

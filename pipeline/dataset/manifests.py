@@ -11,18 +11,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from pipeline.core.errors import PipelineError, one_line
 from pipeline.core.fsutil import atomic_file
 from pipeline.core.shards import MEMBER_NAME
+from pipeline.dataset.params import Layout
 
 MANIFEST = "manifest.csv"  # the files of a stage's output folder, one row each (folders layout)
 SHARDED_MANIFEST = "manifest.parquet"  # the images of a stage's output shards, one row each (shards layout)
 SHARD_PATH = re.compile(r"^(shards|train|test)/[a-z0-9_-]{1,100}\.tar$")  # a shard, relative to its stage's folder
-Layout = Literal["folders", "shards"]  # how a stage stores its images: a file each, or tar shards
 SHARDS_ONLY = {"layout": "shards"}  # the metadata of a column only the shards layout has
 ATTEMPTS = "attempts.csv"  # data/raw: every source URL the scrape tried
 REJECTED = "rejected.csv"  # data/clean: every raw file cleaning dropped

@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from pipeline.config import Resize, ResizeMode
 from pipeline.core.fsutil import staged_output
 from pipeline.core.images import PNG_LEVEL
 from pipeline.core.parallel import BatchMapper, serial_map
 from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, read_images, work_units
 from pipeline.dataset.manifests import CleanFile, ResizedFile, read_manifest, write_manifest
+from pipeline.dataset.params import Resize, ResizeMode
 
 _QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
 

@@ -20,9 +20,9 @@ from pipeline.core.fsutil import atomic_write_json, category_slug, staged_output
 from pipeline.core.parallel import batch_size_for
 from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, shard_name
-from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, Layout, RawFile, write_manifest, write_table
-from pipeline.dataset.sources import SOURCES
-from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, raw_member
+from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, RawFile, write_manifest, write_table
+from pipeline.dataset.params import Layout
+from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, find_source, raw_member
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ScrapeResult:
 def define_source(params: Params) -> Source:
     """The source that params.source.kind names, with its params (`source.<kind>`)."""
     chosen = params.source
-    return SOURCES[chosen.kind](getattr(chosen, chosen.kind), chosen.per_category, params.seed)
+    return find_source(chosen.kind)(chosen.selected, chosen.per_category, params.seed)
 
 
 def resume_key(params: Params) -> str:

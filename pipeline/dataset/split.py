@@ -13,7 +13,6 @@ from typing import Any, BinaryIO
 import pandas as pd
 from PIL import Image
 
-from pipeline.config import Split
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid, luminance_gray
@@ -21,7 +20,8 @@ from pipeline.core.parallel import BatchMapper, serial_map
 from pipeline.core.progress import track_batches
 from pipeline.core.shards import ShardWriter, read_member, split_member
 from pipeline.dataset.layout import Output, read_images, work_units
-from pipeline.dataset.manifests import Layout, ResizedFile, SplitFile, read_manifest, write_manifest
+from pipeline.dataset.manifests import ResizedFile, SplitFile, read_manifest, write_manifest
+from pipeline.dataset.params import Layout, Split
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")  # the folders layout's
 PREVIEW = "preview.png"

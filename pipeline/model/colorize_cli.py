@@ -18,9 +18,9 @@ from pipeline.core.images import DECODE_ERRORS, to_rgb
 from pipeline.core.shards import read_member, shard_index, split_member
 from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.devices import DEVICE_CHOICES
+from pipeline.paths import MODEL
 
 PROG = "colorize"
-DEFAULT_MODEL = Path("data/models/generator.pt")
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
 
 DESCRIPTION = """\
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         type=Path,
-        default=DEFAULT_MODEL,
+        default=MODEL,
         metavar="PATH",
         help="generator file written by training (default: %(default)s)",
     )

@@ -14,13 +14,14 @@ from PIL import Image
 from pydantic import ValidationError
 from torch import nn
 
-from pipeline.config import GeneratorParams, describe_problems
 from pipeline.core.errors import PipelineError, one_line
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.images import to_rgb
-from pipeline.model.devices import resolve_device
-from pipeline.model.lab import LabNormalization
+from pipeline.core.schema import describe_problems
+from pipeline.model.devices import autocast, resolve_device
+from pipeline.model.lab import LabNormalization, to_uint8
 from pipeline.model.networks import AB_CHANNELS, L_CHANNELS, define_generator
+from pipeline.model.params import GeneratorParams
 from pipeline.model.weights import load_weights
 
 MODEL_FORMAT = "colorize-pipeline/generator/2"  # "generator" holds train.generator's params
@@ -81,7 +82,7 @@ class Colorizer:
     @torch.no_grad()
     def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
         """Normalized ab (B,2,H,W) for normalized L (B,1,H,W), in eval mode, autocast on CUDA."""
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device):
             return self.net(l_norm.to(self.device)).float()
 
     def colorize(self, image: Image.Image) -> Image.Image:
@@ -105,7 +106,7 @@ class Colorizer:
         for top, bottom in _strips(height, len(rgbs) * width):
             l_norm, _ = self.normalization.split(_float_rgb([rgb.crop((0, top, width, bottom)) for rgb in rgbs]))
             rgb_out = self.normalization.to_rgb(l_norm, _upsampled_rows(ab_small, (height, width), top, bottom))
-            for output, pixels in zip(outputs, _to_uint8(rgb_out)):
+            for output, pixels in zip(outputs, to_uint8(rgb_out)):
                 output.paste(Image.fromarray(pixels, "RGB"), (0, top))
         return outputs
 
@@ -146,11 +147,6 @@ def _as_rgb(image: Image.Image) -> Image.Image:
 def _float_rgb(images: list[Image.Image]) -> torch.Tensor:
     """(B,3,H,W) float32 in [0,1] of same-size RGB images."""
     return torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1) for image in images])
-
-
-def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) float RGB in [0,1] -> (B,H,W,3) uint8, rounded."""
-    return np.clip(rgb.permute(0, 2, 3, 1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _strips(height: int, row_pixels: int) -> list[tuple[int, int]]:

@@ -9,6 +9,11 @@ from pipeline.core.errors import PipelineError
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast on CUDA when `enabled`; elsewhere (CPU, MPS) full precision."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
 def resolve_device(name: str, key: str) -> torch.device:
     """`auto`: CUDA, then Apple's MPS, then the CPU. Any other name must be a device of this machine, else a
     PipelineError that names `key` (the param or option the name came from)."""

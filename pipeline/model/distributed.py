@@ -16,10 +16,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
-from pipeline.config import Train
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import exit_when_orphaned
 from pipeline.model.devices import resolve_device
+from pipeline.model.params import Train
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # sRGB primaries -> CIE XYZ (D65), as in scikit-image. Each row is divided by its sum, i.e. by the white point
@@ -92,3 +93,8 @@ class LabNormalization:
     def to_rgb(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
         """Normalized L (B,1,H,W) and ab (B,2,H,W) -> RGB (B,3,H,W) in [0,1]."""
         return lab_to_rgb(torch.cat([self.denormalize_l(l_norm), self.denormalize_ab(ab_norm)], dim=1))
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) float RGB in [0,1], on any device -> (B,H,W,3) uint8, rounded."""
+    return np.clip(rgb.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5, 0, 255).astype(np.uint8)

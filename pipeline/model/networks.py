@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import DiscriminatorParams, GeneratorParams
+from pipeline.model.params import DiscriminatorParams, GeneratorParams
 
 _T = TypeVar("_T")
 _MAX_FILTER_MULTIPLE = 8  # channels grow ×2 per level up to 8 × base_filters, as pix2pix

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,10 +26,8 @@ from pipeline.config import Params
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
+from pipeline.core.imports import ROOT, import_closure
 from pipeline.core.stopping import DeferredStop, deferred_stop
-from pipeline.model import data as data_module
-from pipeline.model import lab, networks
-from pipeline.model import trainer as trainer_module
 from pipeline.model.colorizer import save_generator
 from pipeline.model.data import (
     NORMALIZATION,
@@ -54,14 +51,16 @@ from pipeline.model.distributed import (
     training_device,
     wrap_for_training,
 )
+from pipeline.model.lab import to_uint8
 from pipeline.model.metrics import capped_psnr, grayscale_baseline
 from pipeline.model.trainer import Trainer
 from pipeline.model.training_log import TrainingLog, training_log
 from pipeline.model.weights import load_weights
+from pipeline.paths import MODEL
 
 log = logging.getLogger(__name__)
 
-GENERATOR_FILE = "generator.pt"
+GENERATOR_FILE = MODEL.name
 CHECKPOINT_FILE = "checkpoint.pt"
 HEALTH_IMAGES = 32  # test images scored after every epoch (always the same, spread evenly over the manifest)
 DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which the log warns
@@ -74,13 +73,17 @@ def trained_on(params: Params, pairs: SplitPairs) -> dict[str, Any]:
     return {"source": params.source.kind, "categories": pairs.categories, "images": len(pairs), "size": pairs.shape[-1]}
 
 
+def training_code() -> dict[str, str]:
+    """The sha256 of every project file the training runs (this module's import closure), by path."""
+    return {path.relative_to(ROOT).as_posix(): sha256_file(path) for path in sorted(import_closure(__name__))}
+
+
 def fingerprint(params: Params, split_root: Path) -> str:
     """What a checkpoint must match to be resumed: the train params (but EXECUTION), the seed, every byte of the data,
-    and the code that defines the training (a checkpoint made by other code is not continued)."""
+    and the code the training runs (a checkpoint made by other code is not continued)."""
     files = sorted(path for path in split_root.rglob("*") if path.is_file())
     data = {str(path.relative_to(split_root)): sha256_file(path) for path in files}
-    code = {module.__name__: sha256_file(Path(str(module.__file__))) for module in (sys.modules[__name__], trainer_module, data_module, lab, networks)}
-    described = {"seed": params.seed, "train": params.train.model_dump(mode="json", exclude=EXECUTION), "data": data, "code": code}
+    described = {"seed": params.seed, "train": params.train.model_dump(mode="json", exclude=EXECUTION), "data": data, "code": training_code()}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -108,11 +111,11 @@ def _colorize(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """The saved generator's colorizations of test images, in eval mode, as N×H×W×3 uint8."""
     net = trainer.saved_generator
     net.eval()
-    with torch.no_grad(), trainer._autocast():
+    with torch.no_grad(), trainer.autocast():
         batch = to_lab_batch(x.to(trainer.device), y.to(trainer.device))
         rgb = NORMALIZATION.to_rgb(batch.l_norm, net(batch.l_norm).float())
     net.train()
-    return (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    return to_uint8(rgb)
 
 
 def _samples(x: torch.Tensor, y: torch.Tensor, colorized: np.ndarray) -> Image.Image:
@@ -162,7 +165,7 @@ def _train_epoch(
             if (stopping or due) and batch + 1 < total:  # at the last batch, the epoch's end checkpoints
                 # the sums so far over all processes: a resumed rank 0 starts from them, the others from 0
                 sums = sum_over_processes(totals, world, trainer.device)
-                trainer.batches, trainer.epoch_totals = batch + 1, sums | {"seconds": time.monotonic() - started}
+                trainer.mark_place(batch + 1, sums | {"seconds": time.monotonic() - started})
                 save()
                 saved = time.monotonic()
                 if stopping:
@@ -172,17 +175,19 @@ def _train_epoch(
     seconds = time.monotonic() - started
     totals = sum_over_processes(totals, world, trainer.device)
     images = totals.pop("images")
-    trainer.batches, trainer.epoch_totals = 0, {}
     return {name: total / images for name, total in totals.items()} | {"images_per_second": images / seconds}
 
 
-def _publish_epoch(curves: TrainingLog, trainer: Trainer, key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Rank 0's end of an epoch: the health on the held-out images, the curves and samples, then the checkpoint (what a
-    later run trusts); a warning when the discriminator wins."""
+def _publish_epoch(
+    curves: TrainingLog, trainer: Trainer, summary: dict[str, float], key: str, checkpoint_path: Path, test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """Rank 0's end of an epoch: the health on the held-out images joins the epoch's summary, then the curves and
+    samples, then the checkpoint (what a later run trusts); a warning when the discriminator wins."""
     x, y = test
     colorized = _colorize(trainer, x, y)
     scores = health(colorized, y.permute(0, 2, 3, 1).numpy())
-    trainer.history[-1] = summary = trainer.history[-1] | {f"test_{name}": value for name, value in scores.items()}
+    summary = summary | {f"test_{name}": value for name, value in scores.items()}
+    trainer.finish_epoch(summary)
     samples = trainer.cfg.samples
     curves.add_epoch(trainer.epoch, summary, _samples(x[:samples], y[:samples], colorized[:samples]) if samples else None)
     save_checkpoint(checkpoint_path, trainer.state(key))
@@ -235,14 +240,12 @@ def _train(
     barrier(world)  # every process has read the checkpoint before rank 0 writes the next one
     if state is not None:
         try:
-            trainer.restore(state)
+            trainer.restore(state, epoch_sums=world.is_main)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             log.warning("train: ignoring %s, whose contents do not fit this training (%s); training from scratch", checkpoint_path, one_line(str(exc)))
             torch.manual_seed(params.seed)  # the same initial weights as a run that found no checkpoint
             trainer, state = Trainer.create(cfg, device), None
         else:
-            if not world.is_main:  # rank 0 holds the sums of the epoch under way over all processes
-                trainer.epoch_totals = dict.fromkeys(trainer.epoch_totals, 0.0)
             if world.is_main:
                 place = f"batch {trainer.batches} of epoch {trainer.epoch + 1}" if trainer.batches else f"epoch {trainer.epoch}"
                 log.info("train: resuming after %s of %d from %s", place, cfg.epochs, checkpoint_path)
@@ -255,13 +258,13 @@ def _train(
     ):
         save = (lambda: save_checkpoint(checkpoint_path, trainer.state(key))) if world.is_main else (lambda: None)
         while trainer.epoch < cfg.epochs:
-            epoch = trainer.epoch + 1
-            order = epoch_order(len(train_pairs), params.seed, epoch, sampler)
+            order = epoch_order(len(train_pairs), params.seed, trainer.epoch + 1, sampler)
             trainer.set_learning_rates()
             summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world, save, stop)
-            trainer.epoch, trainer.history = epoch, [*trainer.history, summary]
-            if curves is not None:
-                _publish_epoch(curves, trainer, key, checkpoint_path, (x_test, y_test))
+            if curves is None:
+                trainer.finish_epoch(summary)
+            else:
+                _publish_epoch(curves, trainer, summary, key, checkpoint_path, (x_test, y_test))
             stop.stop()  # a stop signal during the epoch's last batch or its checkpoint
     info = TrainingInfo(
         epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,

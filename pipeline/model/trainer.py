@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline.config import Train
 from pipeline.model.data import Batch
+from pipeline.model.devices import autocast
 from pipeline.model.networks import GANLoss, define_discriminator, define_generator
+from pipeline.model.params import Train
 
 
 @dataclass
@@ -82,8 +83,18 @@ class Trainer:
         for average, buffer in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
             average.copy_(buffer)
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.mixed_precision)
+    def autocast(self) -> torch.autocast:
+        """Mixed precision as `train.mixed_precision` asks, where it applies (`devices.autocast`)."""
+        return autocast(self.device, self.cfg.mixed_precision)
+
+    def mark_place(self, batches: int, epoch_totals: dict[str, float]) -> None:
+        """Record how far the epoch under way is (`batches` done, the sums so far), for a checkpoint inside it."""
+        self.batches, self.epoch_totals = batches, epoch_totals
+
+    def finish_epoch(self, summary: dict[str, float]) -> None:
+        """The epoch under way is done: count it, keep its summary (mean losses, health) in the history."""
+        self.epoch, self.history = self.epoch + 1, [*self.history, summary]
+        self.batches, self.epoch_totals = 0, {}
 
     def step(self, batch: Batch, forward_g: nn.Module, forward_d: nn.Module | None) -> dict[str, float]:
         """One optimisation step of D then G (G alone during the warm-up; D rests while its running accuracy is above
@@ -91,12 +102,12 @@ class Trainer:
         step calls a DDP-wrapped D's own module, so that DDP does not expect D's gradients from it."""
         losses: dict[str, float] = {}
         adversarial = forward_d is not None and self.opt_d is not None and self.adversarial
-        with self._autocast():
+        with self.autocast():
             fake = forward_g(batch.l_norm)
         judge = forward_d.module if isinstance(forward_d, DistributedDataParallel) else forward_d
         if adversarial:
             rest = self.d_accuracy > self.cfg.d_max_accuracy  # the same on every process: accuracies are averaged
-            with self._autocast(), torch.set_grad_enabled(not rest):
+            with self.autocast(), torch.set_grad_enabled(not rest):
                 real_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, batch.ab_norm], 1)).float()
                 fake_logits = (judge if rest else forward_d)(torch.cat([batch.l_norm, fake.detach()], 1)).float()
                 loss_d = 0.5 * (self.gan_loss(real_logits, True) + self.gan_loss(fake_logits, False))
@@ -111,7 +122,7 @@ class Trainer:
             self.d_accuracy = 0.9 * self.d_accuracy + 0.1 * float(accuracy.mean())
             losses["d_accuracy_real"], losses["d_accuracy_fake"] = accuracy.tolist()
             losses["loss_d"], losses["d_updated"] = loss_d.item(), float(not rest)
-        with self._autocast():
+        with self.autocast():
             loss_l1 = F.l1_loss(fake.float(), batch.ab_norm)
             loss_g = self.cfg.lambda_l1 * loss_l1
             if adversarial:
@@ -144,7 +155,9 @@ class Trainer:
             "rng": torch.get_rng_state(),
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], epoch_sums: bool = True) -> None:
+        """Continue from a checkpoint's state; `epoch_sums` False on every DDP process but rank 0, which holds the sums
+        of the epoch under way over all of them."""
         self.generator.load_state_dict(state["generator"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -155,4 +168,6 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.epoch, self.steps, self.history = state["epoch"], state["steps"], state["history"]
         self.batches, self.epoch_totals = state["batches"], state["epoch_totals"]
+        if not epoch_sums:
+            self.epoch_totals = dict.fromkeys(self.epoch_totals, 0.0)
         self.d_accuracy = state["d_accuracy"]

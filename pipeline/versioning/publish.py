@@ -10,11 +10,11 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.errors import PipelineError
+from pipeline.paths import MODELS
 
 VERSION_FILES = ("dvc.lock", "params.yaml")
 TAG_PREFIX = "colorize-"
-MODEL_ARTIFACT = "colorizer"  # dvc.yaml's `artifacts:` name for data/models/generator.pt
-MODELS_OUT = "data/models"  # the train stage's output that holds it
+MODEL_ARTIFACT = "colorizer"  # dvc.yaml's `artifacts:` name for the model (paths.MODEL)
 
 
 class PublishError(PipelineError):
@@ -101,4 +101,4 @@ def register_model(root: Path, message: str) -> str | None:
 def _models_hash(lock_text: str) -> str | None:
     """The hash dvc.lock records for the train stage's models folder (None when the model was never trained)."""
     outs = ((yaml.safe_load(lock_text) or {}).get("stages", {}).get("train") or {}).get("outs", [])
-    return next((out.get("md5") for out in outs if out.get("path") == MODELS_OUT), None)
+    return next((out.get("md5") for out in outs if out.get("path") == MODELS.as_posix()), None)

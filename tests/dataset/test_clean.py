@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.config import Clean
 from pipeline.core.images import colorfulness, hamming, perceptual_hash
 from pipeline.dataset.clean import NearDuplicateIndex, clean_dataset, inspect_batch
+from pipeline.dataset.params import Clean
 from pipeline.dataset.scrape import write_raw_manifest
 from pipeline.dataset.sources.base import Scraped, save_raw
 from pipeline.dataset.sources.synthetic import png_rgb16

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.config import Resize
 from pipeline.dataset.manifests import MANIFEST, CleanFile, write_table
+from pipeline.dataset.params import Resize
 from pipeline.dataset.resize import resize_dataset, resize_image
 from tests.images import colorful, encode
 

@@ -8,10 +8,11 @@ from itertools import islice
 
 import pandas as pd
 
-from pipeline.config import MAX_PER_CATEGORY, parse_params
+from pipeline.config import parse_params
 from pipeline.dataset.manifests import ATTEMPTS, MANIFEST, Attempt, RawFile
 from pipeline.dataset.scrape import define_source, plan_units, write_raw_manifest
 from pipeline.dataset.sources.base import Journal, Scraped
+from pipeline.dataset.sources.params import MAX_PER_CATEGORY
 
 
 def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():

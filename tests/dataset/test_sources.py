@@ -1,5 +1,5 @@
-"""Sources are found by name: every module of pipeline/dataset/sources that defines a Source is selectable by
-`source.kind`, with its params model under `source.<name>`."""
+"""Sources are found by name: `source.kind: <kind>` selects the Source that pipeline/dataset/sources/<kind>.py
+defines, with its params model (sources/params.py) under `source.<kind>`."""
 
 from __future__ import annotations
 
@@ -7,25 +7,29 @@ import pytest
 
 from pipeline.config import ParamsError, parse_params
 from pipeline.dataset.scrape import define_source
-from pipeline.dataset.sources import SOURCES
+from pipeline.dataset.sources.base import find_source
+from pipeline.dataset.sources.params import KINDS
 
 
-def test_every_source_module_is_registered_under_its_name():
-    assert {"synthetic", "bing", "folder", "cifar10"} <= set(SOURCES)
-    assert all(source.__module__ == f"pipeline.dataset.sources.{name}" for name, source in SOURCES.items())
+def test_every_kind_has_a_source_module_whose_source_takes_its_params():
+    assert list(KINDS) == ["bing", "cifar10", "folder", "synthetic", "urls"]
+    for kind, params in KINDS.items():
+        source = find_source(kind)
+        assert source.__module__ == f"pipeline.dataset.sources.{kind}" and source.Params is params
 
 
-@pytest.mark.parametrize("name", sorted(SOURCES))
-def test_each_source_has_its_own_params_section_with_defaults(name):
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_source_has_its_own_params_section_with_defaults(kind):
     params = parse_params({})
-    assert getattr(params.source, name) == SOURCES[name].Params()
-    with pytest.raises(ParamsError, match=rf"^params.yaml: source.{name}.no_such_key: unknown key$"):
-        parse_params({"source": {name: {"no_such_key": 1}}})
+    assert getattr(params.source, kind) == KINDS[kind]()
+    with pytest.raises(ParamsError, match=rf"^params.yaml: source.{kind}.no_such_key: unknown key$"):
+        parse_params({"source": {kind: {"no_such_key": 1}}})
 
 
 def test_the_kind_selects_the_source_with_its_params():
     params = parse_params({"seed": 7, "source": {"kind": "bing", "per_category": 3, "bing": {"retries": 0}}})
     source = define_source(params)
-    assert type(source) is SOURCES["bing"] and source.params.retries == 0 and source.per_category == 3 and source.seed == 7
-    with pytest.raises(ParamsError, match=r"source.kind: Input should be 'bing', "):
+    assert type(source) is find_source("bing") and source.name == "bing"
+    assert source.params.retries == 0 and source.per_category == 3 and source.seed == 7
+    with pytest.raises(ParamsError, match=r"source.kind: Input should be 'bing', 'cifar10', 'folder', 'synthetic' or 'urls' \(got 'flickr'\)"):
         parse_params({"source": {"kind": "flickr"}})

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage.color import rgb2lab
 
-from pipeline.config import Split
 from pipeline.dataset.manifests import MANIFEST, ResizedFile, write_table
+from pipeline.dataset.params import Split
 from pipeline.dataset.split import SplitError, assign_splits, split_dataset
 from tests.images import colorful
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.images import colorfulness, perceptual_hash
 from pipeline.dataset.manifests import RawFile
+from pipeline.dataset.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.sources.base import RawOutput
-from pipeline.dataset.sources.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.sources.synthetic import (
     DEFECTS,
     DROPPED_DEFECTS,

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config import GeneratorParams
 from pipeline.model.colorize_cli import main
 from pipeline.model.colorizer import save_generator
 from pipeline.model.lab import LabNormalization
 from pipeline.model.networks import define_generator
+from pipeline.model.params import GeneratorParams
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
 from tests.model.test_train import tiny_split
@@ -325,3 +325,15 @@ def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     help_text = capsys.readouterr().out
     assert "usage: colorize" in help_text and "example:" in help_text and "data/models/generator.pt" in help_text
     assert "--overwrite" in help_text
+
+
+def test_colorize_loads_the_model_code_alone() -> None:
+    """`colorize` rebuilds the generator from its file: it imports no image source (nor the scraper's library), no
+    params file loader and no data stage."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline.model.colorize_cli", "--help"], capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert {"pipeline.model.colorizer", "pipeline.model.networks"} <= imported  # it records
+    assert sorted(name for name in imported if name.startswith(("pipeline.dataset", "pipeline.config", "bing_image_downloader", "prefect"))) == []

@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2lab
 
-from pipeline.config import GeneratorParams
 from pipeline.core.images import to_rgb
 from pipeline.model import colorizer as colorizer_module
 from pipeline.model.colorizer import Colorizer, save_generator
 from pipeline.model.lab import LabNormalization
 from pipeline.model.networks import define_generator
+from pipeline.model.params import GeneratorParams
 from tests.images import colorful
 
 CONFIG = GeneratorParams(base_filters=8, depth=3)

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.evaluate import evaluate
-from pipeline.config import GeneratorParams, parse_params
+from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.dataset.manifests import MANIFEST, SplitFile, write_table
 from pipeline.model.colorizer import Colorizer, save_generator
@@ -23,6 +23,7 @@ from pipeline.model.evaluate import REAL_PHOTOS_CELL, evaluate_model
 from pipeline.model.lab import LabNormalization
 from pipeline.model.metrics import METRICS
 from pipeline.model.networks import define_generator
+from pipeline.model.params import GeneratorParams
 from pipeline.model.real_photos import PHOTOS
 from tests.images import colorful
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import DiscriminatorParams, GeneratorParams, Train
 from pipeline.model import networks
 from pipeline.model.networks import GANLoss, define_discriminator, define_generator, init_weights
+from pipeline.model.params import DiscriminatorParams, GeneratorParams, Train
 
 SMALL_G = GeneratorParams(base_filters=8, depth=3)
 SMALL_D = DiscriminatorParams(base_filters=8)

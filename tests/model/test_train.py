@@ -18,11 +18,12 @@ from flows.train import run as run_train
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.shards import ShardWriter
-from pipeline.dataset.manifests import Layout, SplitFile, write_manifest
+from pipeline.dataset.manifests import SplitFile, write_manifest
+from pipeline.dataset.params import Layout
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
-from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, fingerprint, train_model
+from pipeline.model.train import CHECKPOINT_FILE, DISCRIMINATOR_WINS, GENERATOR_FILE, fingerprint, train_model, training_code
 from pipeline.model.trainer import Trainer
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
@@ -213,10 +214,10 @@ def test_a_cap_of_1_never_rests_the_discriminator_and_a_cap_near_0_always_does(s
 def test_learning_rates_fall_linearly_over_the_decay_epochs():
     trainer = Trainer.create(tiny_params(4, lr=1e-3, decay=0.75).train, torch.device("cpu"))
     rates = []
-    for epoch in range(4):
-        trainer.epoch = epoch
+    for _ in range(4):
         trainer.set_learning_rates()
         rates += [{group["lr"] for optimizer in (trainer.opt_g, trainer.opt_d) for group in optimizer.param_groups}]
+        trainer.finish_epoch({})
     assert [rate for [rate] in rates] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
 
 
@@ -230,7 +231,7 @@ def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
 
 
 def test_the_log_warns_when_the_discriminator_wins(split, tmp_path, caplog):
-    overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2}}  # G ignores D
+    overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2, "norm": "batch"}}  # G ignores D
     with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
         history = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(10, **overpowered))["history"]
     wins = [min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) > DISCRIMINATOR_WINS for epoch in history]
@@ -250,6 +251,15 @@ def test_where_and_how_it_runs_is_not_what_it_is_a_checkpoint_resumes_across_a_c
     params = tiny_params(2)
     assert fingerprint(params, Path("missing")) == fingerprint(tiny_params(2, **execution), Path("missing"))
     assert fingerprint(params, Path("missing")) != fingerprint(tiny_params(2, lr=1e-3), Path("missing"))
+
+def test_a_checkpoint_is_tied_to_all_the_code_the_training_runs():
+    """The fingerprint hashes the training's import closure, found from the source: the data order's module too."""
+    code = training_code()
+    assert {"pipeline/model/train.py", "pipeline/model/trainer.py", "pipeline/model/distributed.py", "pipeline/model/data.py",
+            "pipeline/model/networks.py", "pipeline/model/lab.py", "pipeline/model/params.py"} <= set(code)
+    assert not any(path.startswith(("flows/", "pipeline/dataset/sources/bing")) for path in code)
+    assert all(len(digest) == 64 for digest in code.values())
+
 
 def test_changed_data_starts_afresh_even_with_the_same_file_names(split, tmp_path):
     before = train_model(split, tmp_path / "models", tmp_path / "live", tiny_params(1))["history"][0]

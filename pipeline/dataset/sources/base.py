@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import io
 import re
 import threading
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
-from pipeline.core.schema import StrictModel
 from pipeline.core.shards import MAX_MEMBER_BYTES
 from pipeline.dataset.layout import Output
 from pipeline.dataset.manifests import SAVED, Attempt, RawFile, columns
+from pipeline.dataset.sources.params import SourceParams
 
-P = TypeVar("P", bound=StrictModel)
+P = TypeVar("P", bound=SourceParams)
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,22 @@ class Scraped:
 class Source(ABC, Generic[P]):
     """A kind of image source: it cuts each category's work into units and does one unit into the raw folder.
 
-    A subclass is found by its `name` (the `source.kind` that selects it); its own params, the `Params` model, are
-    `source.<name>` in params.yaml. Instances travel (pickled) to the processes or Dask workers that run the units.
+    A subclass is found by its module's name (`find_source`), the `source.kind` that selects it; its own params, the
+    `Params` model (params.py), are `source.<kind>` in params.yaml. Instances travel (pickled) to the processes or Dask
+    workers that run the units.
     """
 
-    name: ClassVar[str]
-    Params: ClassVar[type[StrictModel]]
+    Params: ClassVar[type[SourceParams]]
 
     def __init__(self, params: P, per_category: int, seed: int) -> None:
         self.params = params
         self.per_category = per_category
         self.seed = seed
 
-    @classmethod
-    def check(cls, params: P) -> None:
-        """Raise ValueError("<key under source.<name>>: <why>") when this source, selected, cannot work with `params`."""
+    @property
+    def name(self) -> str:
+        """The kind, as provenance records it."""
+        return self.Params.kind
 
     @property
     def network_threads(self) -> int | None:
@@ -87,6 +89,16 @@ class Source(ABC, Generic[P]):
     @abstractmethod
     def describe(self) -> str:
         """Where the images come from, in a line (shown with the scrape's counts)."""
+
+
+def find_source(kind: str) -> type[Source]:
+    """The Source subclass that the module of that name in this package defines (`source.kind`, one of params.KINDS);
+    only the selected source's module, and what it imports, is loaded."""
+    module = importlib.import_module(f"{__package__}.{kind}")
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Source) and value.__module__ == module.__name__:
+            return value
+    raise LookupError(f"{module.__name__} defines no Source")
 
 
 class RawOutput:

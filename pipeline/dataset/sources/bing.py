@@ -1,7 +1,7 @@
 """The `bing` source: search Bing Images for a category and download the results, resumably.
 
 Built on bing-image-downloader: its request headers and filter names (`Bing`), its image check
-(`_is_valid_image`, in `web`) and its way of reading result links (the `murl` of each result, HTML-unescaped).
+(the signatures `web.image_extension` checks) and its way of reading result links (the `murl` of each result, HTML-unescaped).
 Unlike the library, the search endpoint comes from params (so tests can use a local fake), the
 downloads of a category run in parallel, and every outcome is journaled as soon as it is known.
 Result pages are asked for with the library's parameters (q, first, count, adlt, qft), `first`
@@ -24,17 +24,15 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Annotated, Literal
 
 from bing_image_downloader.bing import Bing
-from pydantic import Field, field_validator
 
 from pipeline.core.errors import PipelineError, Stopped
 from pipeline.core.fsutil import category_slug
-from pipeline.core.schema import StrictModel
 from pipeline.dataset.manifests import Attempt, RawFile
 from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit, save_raw
-from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
+from pipeline.dataset.sources.params import BingParams
+from pipeline.dataset.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +46,9 @@ BACKOFF_SECONDS = 2.0  # a failed result page's first retry comes after about th
 _MURL = re.compile(r"murl&quot;:&quot;(.*?)&quot;")
 
 
-class BingParams(StrictModel):
-    """source.bing"""
-
-    endpoint: str = "https://www.bing.com/images/async"
-    timeout: Annotated[int, Field(ge=1)] = 15  # seconds for the whole transfer of one URL (redirects included)
-    max_bytes: Annotated[int, Field(ge=1024)] = 20_000_000  # a larger image is refused (at the header when it says so)
-    retries: Annotated[int, Field(ge=0)] = 2  # per result page, on timeouts, network errors, 429 and 5xx
-    concurrent_categories: Annotated[int, Field(ge=1)] = 4
-    downloads_per_category: Annotated[int, Field(ge=1)] = 8
-    adult_filter: bool = True
-    filter: Literal["", "photo", "line", "clipart", "gif", "animatedgif", "transparent"] = "photo"
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_only(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
-
-
 class BingSource(Source[BingParams]):
     """per_category images per category from Bing's results for the category's name: one unit per category."""
 
-    name = SOURCE
     Params = BingParams
 
     @property

@@ -22,20 +22,11 @@ from PIL import Image
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
-from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import RawFile
 from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit
-
-
-class Cifar10Params(StrictModel):
-    """source.cifar10"""
-
-    root: LocalPath | None = None  # the folder that holds cifar-10-batches-py
-    download: bool = False  # fetch it into root when missing (needs internet)
-
+from pipeline.dataset.sources.params import CIFAR10_FOLDER, Cifar10Params
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
 META = "batches.meta"
 MAX_BATCH_BYTES = 128 * 1024 * 1024  # an official batch is 31 MB
@@ -121,7 +112,7 @@ def _download(root: Path) -> None:
 @lru_cache(maxsize=2)
 def training_set(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(images N×32×32×3 uint8, labels, class names) of the training batches under root/cifar-10-batches-py."""
-    folder = root / FOLDER
+    folder = root / CIFAR10_FOLDER
     if download and not folder.is_dir():
         _download(root)
     missing = [name for name in (*TRAIN_BATCHES, META) if not (folder / name).is_file()]
@@ -154,15 +145,7 @@ def save_images(category: str, root: Path, download: bool, indexes: list[int], o
 class Cifar10Source(Source[Cifar10Params]):
     """The first per_category training images of each class, in batches of indexes."""
 
-    name = "cifar10"
     Params = Cifar10Params
-
-    @classmethod
-    def check(cls, params: Cifar10Params) -> None:
-        if params.root is None:
-            raise ValueError("root: required when kind is 'cifar10'")
-        if not params.download and not (params.root / FOLDER).is_dir():
-            raise ValueError(f"root: {str(params.root)!r} has no {FOLDER} (set cifar10.download: true to fetch it)")
 
     @property
     def root(self) -> Path:
@@ -176,4 +159,4 @@ class Cifar10Source(Source[Cifar10Params]):
         return Scraped(save_images(unit.category, self.root, self.params.download, list(unit.items), output))
 
     def describe(self) -> str:
-        return f"CIFAR-10 training images from {self.root / FOLDER}"
+        return f"CIFAR-10 training images from {self.root / CIFAR10_FOLDER}"

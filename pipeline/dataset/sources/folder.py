@@ -12,17 +12,11 @@ from pathlib import Path
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import category_slug
 from pipeline.core.parallel import batched
-from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import Attempt
 from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit
+from pipeline.dataset.sources.params import FolderParams
 
 log = logging.getLogger(__name__)
-
-
-class FolderParams(StrictModel):
-    """source.folder"""
-
-    path: LocalPath | None = None  # a folder with one sub-folder of images per category
 
 
 def _category_folder(root: Path, category: str) -> Path:
@@ -81,15 +75,7 @@ def copy_files(category: str, files: list[tuple[Path, str]], output: RawOutput) 
 class FolderSource(Source[FolderParams]):
     """The first per_category files (by name) of each category's sub-folder, in batches of files."""
 
-    name = "folder"
     Params = FolderParams
-
-    @classmethod
-    def check(cls, params: FolderParams) -> None:
-        if params.path is None:
-            raise ValueError("path: required when kind is 'folder'")
-        if not params.path.is_dir():
-            raise ValueError(f"path: {str(params.path)!r} is not a directory")
 
     @property
     def path(self) -> Path:

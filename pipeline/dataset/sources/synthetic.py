@@ -13,32 +13,15 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
 import numpy as np
 from PIL import Image, ImageChops
-from pydantic import Field, model_validator
 
 from pipeline.core.fsutil import category_slug
-from pipeline.core.schema import StrictModel
 from pipeline.dataset.manifests import RawFile
+from pipeline.dataset.scenes import render_scene
 from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit
-from pipeline.dataset.sources.scenes import render_scene
-
-
-class SyntheticParams(StrictModel):
-    """source.synthetic"""
-
-    defect_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    min_side: Annotated[int, Field(ge=16)] = 240
-    max_side: Annotated[int, Field(ge=16)] = 480
-
-    @model_validator(mode="after")
-    def _sides_ordered(self) -> SyntheticParams:
-        if self.max_side < self.min_side:
-            raise ValueError("max_side must be >= min_side")
-        return self
-
+from pipeline.dataset.sources.params import SyntheticParams
 
 KEPT_DEFECTS = (
     "wrong_extension", "missing_extension", "exif_rotated",
@@ -298,7 +281,6 @@ def scrape_synthetic(category: str, output: RawOutput, indexes: Sequence[int], s
 class SyntheticSource(Source[SyntheticParams]):
     """per_category generated files per category, in batches of indexes."""
 
-    name = "synthetic"
     Params = SyntheticParams
 
     def plan(self, category: str, batch_size: int) -> Iterator[Sequence[int]]:

@@ -14,34 +14,21 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
-from pydantic import Field
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import batched
-from pipeline.core.schema import LocalPath, StrictModel
 from pipeline.dataset.manifests import Attempt
 from pipeline.dataset.sources.base import Journal, RawOutput, Scraped, Source, Unit
-from pipeline.dataset.sources.web import Downloader, FetchError, file_name, request_url
+from pipeline.dataset.sources.params import UrlsParams
+from pipeline.dataset.web import Downloader, FetchError, file_name, request_url
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 100_000
 URLS_PER_UNIT = 32  # URLs one task downloads, one after another
 HEADERS = {"User-Agent": "Mozilla/5.0 (compatible; colorization-dataset-builder)"}
-
-
-class UrlsParams(StrictModel):
-    """source.urls"""
-
-    file: LocalPath | None = None  # a .csv or .parquet file with a URL column and a category column
-    url_column: str = "url"
-    category_column: str = "category"
-    timeout: Annotated[int, Field(ge=1)] = 15  # seconds for the whole transfer of one URL (redirects included)
-    max_bytes: Annotated[int, Field(ge=1024)] = 20_000_000  # a larger image is refused (at the header when it says so)
-    concurrent_downloads: Annotated[int, Field(ge=1)] = 16
 
 
 class UrlsError(PipelineError):
@@ -51,17 +38,7 @@ class UrlsError(PipelineError):
 class UrlsSource(Source[UrlsParams]):
     """The listed URLs of each category, in units of URLS_PER_UNIT, `concurrent_downloads` units at a time."""
 
-    name = "urls"
     Params = UrlsParams
-
-    @classmethod
-    def check(cls, params: UrlsParams) -> None:
-        if params.file is None:
-            raise ValueError("file: required when kind is 'urls'")
-        if not params.file.is_file():
-            raise ValueError(f"file: {str(params.file)!r} is not a file")
-        if params.file.suffix.lower() not in (".csv", ".parquet"):
-            raise ValueError(f"file: {str(params.file)!r} is neither .csv nor .parquet")
 
     @property
     def network_threads(self) -> int:

@@ -2,9 +2,9 @@
 
 Every server is untrusted: `timeout` bounds the whole transfer of one URL (connection, headers, redirects and
 body: a watchdog shuts the sockets of a transfer that overruns, however slowly the server drips), `max_bytes`
-bounds its size, a body cut short is a failure, redirects go to http(s) URLs only, a body is kept only when
-bing-image-downloader's image check accepts it, and a stop request (Ctrl-C) abandons the transfers in flight
-at once.
+bounds its size, a body cut short is a failure, redirects go to http(s) URLs only, a body is kept only when it
+starts as an image does (the signatures bing-image-downloader accepts), and a stop request (Ctrl-C) abandons the
+transfers in flight at once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-from bing_image_downloader.bing import _is_valid_image
-
 from pipeline.core.errors import Stopped
 
 MAX_REDIRECTS = 5
@@ -34,15 +32,15 @@ _CHUNK = 1 << 16
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 URL_EXTENSIONS = frozenset({"jpe", "jpeg", "jfif", "exif", "tiff", "gif", "bmp", "png", "webp", "jpg"})
 
-# File extension for each magic-byte prefix that `_is_valid_image` accepts.
+# File extension for each image signature, as bing-image-downloader checks them (a WebP file: RIFF????WEBP).
 _MAGIC_EXTENSIONS = (
     (b"\xff\xd8\xff", "jpg"),
     (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF8", "gif"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
     (b"BM", "bmp"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
-    (b"RIFF", "webp"),
 )
 
 
@@ -65,15 +63,18 @@ def file_name(url: str, data: bytes | bytearray) -> str:
     """`<first 16 hex of sha1(url)>.<ext>`: ext from the URL when it names an image type, else from the bytes."""
     stem = hashlib.sha1(url.encode()).hexdigest()[:16]
     ext = posixpath.splitext(urllib.parse.urlsplit(url).path)[1].lstrip(".").lower()
-    return f"{stem}.{ext if ext in URL_EXTENSIONS else _magic_extension(data)}"
+    return f"{stem}.{ext if ext in URL_EXTENSIONS else image_extension(data)}"
 
 
 def is_http(url: str) -> bool:
     return url.lower().startswith(("http://", "https://"))
 
 
-def _magic_extension(data: bytes | bytearray) -> str:
-    return next(ext for magic, ext in _MAGIC_EXTENSIONS if data.startswith(magic))
+def image_extension(data: bytes | bytearray) -> str | None:
+    """The extension of the image type `data` starts as, or None when it starts as no image."""
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((ext for magic, ext in _MAGIC_EXTENSIONS if data.startswith(magic)), None)
 
 
 class _Transfer:
@@ -202,7 +203,7 @@ class Downloader:
     def image(self, url: str) -> bytearray:
         """The image at `url`; FetchError says why not."""
         data = self.fetch(url)
-        if not _is_valid_image(data):
+        if image_extension(data) is None:
             raise FetchError("not_an_image", f"not an image (starts with {bytes(data[:16])!r})")
         return data
 
