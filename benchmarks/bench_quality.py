@@ -1,7 +1,7 @@
 """Colorization quality on real photos the model never saw: the GAN against L1-only and the grayscale baseline.
 
     python benchmarks/bench_quality.py DATASET [--preset cifar10] [--params params.yaml] [-S train.epochs=3 ...]
-        [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--work DIR]
+        [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--score-on OTHER ...] [--work DIR]
 
 DATASET holds `train/<class>/` and `test/<class>/` images (e.g. CIFAR-10 as JPEG folders); the params are the params
 file with a preset (presets/NAME.yaml) applied, if any, whose source is ignored. The training images and, apart, the
@@ -10,7 +10,9 @@ and resize settings), as the split stage's test images do: the model colorizes c
 truth is its own grayscale baseline. Each variant trains with
 `train_model` and is scored with `evaluate_model`, exactly as the train and evaluate stages do. Variants are the
 params plus dotted overrides; by default `gan` (the params as they are) and `l1` (train.lambda_gan=0). The prepared
-split is cached in the work folder, keyed by the dataset and the clean and resize params.
+split is cached in the work folder, keyed by the dataset and the clean and resize params. `--score-on OTHER` scores
+each variant's model on the test photos of another collection too (OTHER/test/<class>/, prepared the same way): how
+the model does on photos unlike those it learnt from.
 """
 
 from __future__ import annotations
@@ -84,11 +86,12 @@ def _clean_and_resize(dataset: Path, part: str, params: Params, work: Path) -> P
     return resized_root
 
 
-def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
-    """work/split-<key>: the training and the test photos, each cleaned and resized, laid out as the split stage lays
-    them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset and clean/resize params."""
+def prepare_split(dataset: Path, params: Params, work: Path, parts: tuple[str, ...] = ("train", "test")) -> Path:
+    """work/split-<key>: the training and the test photos (or the `parts` asked for), each cleaned and resized, laid out
+    as the split stage lays them out (train_x, train_y, test_x, test_y, manifest.csv); made once per dataset, parts and
+    clean/resize params."""
     settings = {"dataset": str(dataset.resolve()), "clean": params.clean.model_dump(), "resize": params.resize.model_dump(), "test": "cleaned",
-                "manifest": columns(SplitFile)}
+                "manifest": columns(SplitFile)} | ({} if parts == ("train", "test") else {"parts": parts})
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     split_root = work / f"split-{key}"
     if (split_root / MANIFEST).is_file():
@@ -98,26 +101,30 @@ def prepare_split(dataset: Path, params: Params, work: Path) -> Path:
     for folder in ("train_x", "train_y", "test_x", "test_y"):
         (staging / folder).mkdir(parents=True)
     split_rows = []
-    for part in ("train", "test"):
-        resized_root = _clean_and_resize(dataset, part, params, work)
+    for part in parts:
+        resized_root = _clean_and_resize(dataset, part, params, work / f"stages-{key}")
         for resized_file, category in read_table(resized_root / MANIFEST, ResizedFile)[["file", "category"]].itertuples(index=False):
             name = resized_file.replace("/", "_")
             with Image.open(resized_root / resized_file) as image:
                 _write_pair(image.convert("RGB"), staging, part, name)
-            split_rows.append(SplitFile(name, category, part, f"{resized_root.name}/{resized_file}"))  # relative to the work folder
+            split_rows.append(SplitFile(name, category, part, f"{resized_root.relative_to(work)}/{resized_file}"))  # relative to the work folder
     write_table(staging / MANIFEST, SplitFile, [asdict(row) for row in split_rows])
     staging.rename(split_root)
     return split_root
 
 
-def run_variant(name: str, params: Params, split_root: Path, work: Path) -> dict[str, Any]:
-    """Train one variant from scratch and score it on the test images; its row of the table."""
+def train_variant(name: str, params: Params, split_root: Path, work: Path) -> tuple[Path, float]:
+    """Train one variant from scratch: its generator file and the minutes it took."""
     folder = work / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)
     started = time.monotonic()
     train_model(split_root, folder / "models", folder / "training", params)
-    minutes = (time.monotonic() - started) / 60
-    metrics = evaluate_model(split_root, folder / "models" / GENERATOR_FILE, folder / "eval", device=params.train.device)
+    return folder / "models" / GENERATOR_FILE, (time.monotonic() - started) / 60
+
+
+def score(name: str, minutes: float, model: Path, split_root: Path, out: Path, params: Params) -> dict[str, Any]:
+    """A trained variant scored on a split's test images; its row of the table, and the grayscale baseline's."""
+    metrics = evaluate_model(split_root, model, out, device=params.train.device)
     row = {"variant": name, "train_minutes": round(minutes, 1), **{m: metrics["model"][m]["mean"] for m in SHOWN}}
     row["colorfulness_vs_truth"] = metrics["model"]["colorfulness"]["mean"] / metrics["model"]["colorfulness_truth"]["mean"]
     gray = {"variant": "grayscale baseline", "train_minutes": 0.0, **{m: metrics["baseline"][m]["mean"] for m in SHOWN}}
@@ -132,6 +139,8 @@ def main() -> None:
     parser.add_argument("--preset", help="apply presets/PRESET.yaml to the params (its source is ignored)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param for every variant")
     parser.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", help=f"a variant (default: {' '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--score-on", type=Path, action="append", default=[], metavar="OTHER",
+                        help="also score each variant on the test/<class>/ photos of this other collection")
     parser.add_argument("--work", type=Path, help="work folder, kept for a later run to reuse (default: a new temporary folder)")
     args = parser.parse_args()
     base = yaml.safe_load(args.params.read_text(encoding="utf-8"))
@@ -141,16 +150,22 @@ def main() -> None:
     common = _params(base, args.set)
     args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     args.work.mkdir(parents=True, exist_ok=True)
-    split_root = prepare_split(args.dataset, common, args.work)
-    rows, gray, images = [], None, 0
+    splits = {args.dataset: prepare_split(args.dataset, common, args.work)}
+    splits |= {other: prepare_split(other, common, args.work, parts=("test",)) for other in args.score_on}
+    tables: dict[Path, list[dict[str, Any]]] = {dataset: [] for dataset in splits}
+    images: dict[Path, int] = {}
     for spec in args.variant or DEFAULT_VARIANTS:
         name, _, overrides = spec.partition(":")
-        result = run_variant(name, _params(base, [*args.set, *filter(None, overrides.split(","))]), split_root, args.work)
-        rows.append(result["row"])
-        gray, images = result["gray"], result["images"]
-        print(pd.DataFrame([*rows, gray]).round(4).to_markdown(index=False), flush=True)
+        params = _params(base, [*args.set, *filter(None, overrides.split(","))])
+        model, minutes = train_variant(name, params, splits[args.dataset], args.work)
+        for number, (dataset, split_root) in enumerate(splits.items()):
+            result = score(name, minutes, model, split_root, model.parent.parent / f"eval-{number}", params)
+            tables[dataset] = [row for row in tables[dataset] if row["variant"] != "grayscale baseline"] + [result["row"], result["gray"]]
+            images[dataset] = result["images"]
+            print(f"\nscored on {images[dataset]} test images of {dataset}:")
+            print(pd.DataFrame(tables[dataset]).round(4).to_markdown(index=False), flush=True)
     preset = f" with presets/{args.preset}.yaml" if args.preset else ""
-    print(f"\n{images} test images of {args.dataset}; params {args.params}{preset} {' '.join(f'-S {s}' for s in args.set)}")
+    print(f"\ntrained on {args.dataset}; params {args.params}{preset} {' '.join(f'-S {s}' for s in args.set)}")
 
 
 if __name__ == "__main__":
