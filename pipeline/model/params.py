@@ -22,8 +22,8 @@ class GeneratorParams(StrictModel):
 class DiscriminatorParams(StrictModel):
     name: Literal["patchgan"] = "patchgan"
     base_filters: Annotated[int, Field(ge=1)] = 16
-    n_layers: Annotated[int, Field(ge=1, le=5)] = 3
-    norm: Literal["batch", "instance", "spectral"] = "batch"
+    n_layers: Annotated[int, Field(ge=1, le=5)] = 2
+    norm: Literal["batch", "instance", "spectral"] = "spectral"
 
 
 class Train(StrictModel):
