@@ -23,7 +23,10 @@ DVC_HINTS = (  # what `dvc repro` advises a person at a terminal; the pipeline f
     "To track the changes with git, run:", "git add ", "To enable auto staging, run:", "dvc config core.autostage",
     "Use `dvc push` to send your updates to remote storage.",
 )
-_LOG_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?:(?:Flow|Task) run '[^']*'|[\w.]+) - (?P<message>.*)$")
+_LOG_LINE = re.compile(
+    r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?:(?P<run>(?:Flow|Task) run '[^']*')|[\w.]+) - (?P<message>.*)$"
+)
+RUN_COMPLETED = "Finished in state Completed("  # Prefect's line as each of the stage's runs ends: its own run shows it
 
 
 class StageFailed(PipelineError):
@@ -73,18 +76,22 @@ def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: di
             line = line.rstrip()
             if line and not line.strip().startswith(DVC_HINTS):
                 tail.append(line)
-                log(*_level_and_message(line))
+                if (relayed := _level_and_message(line)) is not None:
+                    log(*relayed)
     if process.returncode != 0:
         reason = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
         raise StageFailed(f"stage {stage!r} failed (dvc repro exit code {process.returncode}): {reason}")
 
 
-def _level_and_message(line: str) -> tuple[int, str]:
+def _level_and_message(line: str) -> tuple[int, str] | None:
     """A line of the stage's output: a log line ("12:00:00.000 | WARNING | <logger, or flow or task run> - message") as
-    its level and message (the caller's log says which stage), anything else at INFO."""
+    its level and message (the caller's log says which stage), anything else at INFO; None for a run's "Finished in
+    state Completed()", which says nothing once its run's name is gone (a failed run's line is kept)."""
     match = _LOG_LINE.match(line)
     if match is None:
         return logging.INFO, line
+    if match["run"] and match["message"].startswith(RUN_COMPLETED):
+        return None
     return logging.getLevelNamesMapping().get(match["level"], logging.INFO), match["message"]
 
 
