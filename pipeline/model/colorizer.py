@@ -68,7 +68,7 @@ class Colorizer:
         if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, _FORMAT_1):
             raise ValueError(f"{path} is not a generator saved by this pipeline (expected format {MODEL_FORMAT})")
         try:
-            net = define_generator(_generator_params(payload))
+            net = define_generator(_generator_params(payload), pretrained=False)
             net.load_state_dict(payload["state_dict"])
             normalization = LabNormalization(**payload["normalization"])
             image_size, info = int(payload["image_size"]), dict(payload["info"])

@@ -1,5 +1,6 @@
-"""The colorization networks, after pix2pix (Isola et al. 2017): a U-Net generator (L -> ab), a PatchGAN
-discriminator on (L, ab) pairs, N(0, 0.02) initialisation and the GAN loss. Both networks take any H×W."""
+"""The colorization networks, after pix2pix (Isola et al. 2017): a U-Net generator (L -> ab), or one whose encoder is
+a pretrained image classifier's (as DeOldify's), a PatchGAN discriminator on (L, ab) pairs, N(0, 0.02) initialisation
+and the GAN loss. Both networks take any H×W."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.encoders import ENCODERS
+from pipeline.model.lab import LabNormalization, lab_to_rgb
 from pipeline.model.params import DiscriminatorParams, GeneratorParams
 
 _T = TypeVar("_T")
@@ -114,6 +117,68 @@ class UNetGenerator(nn.Module):
         return x[..., top : top + height, left : left + width]
 
 
+class EncoderUNetGenerator(nn.Module):
+    """A U-Net whose encoder is a pretrained ImageNet classifier (`cfg.encoder`) and whose decoder predicts ab.
+
+    The encoder sees the neutral gray of the input's lightness as it saw RGB in training, scaled by `cfg.encoder_scale`
+    (a larger view of a small photo: DeOldify's render factor); its batch norm keeps the ImageNet statistics (always in
+    eval mode). Each decoder level doubles H and W (nearest, then a 3×3 conv) and joins the encoder's map of that
+    stride, up to its stride-2 map; that is resized to the input's size (at `encoder_scale` 2, it is that size already)
+    and joined with the input's L for the last conv, so that the colour follows the edges of the photo itself. Any H×W.
+    """
+
+    def __init__(self, cfg: GeneratorParams) -> None:
+        super().__init__()
+        self.encoder = _choose(ENCODERS, cfg.encoder, "encoder")()
+        self.scale = cfg.encoder_scale
+        skips = self.encoder.channels[:-1]  # at strides 2, 4, 8, 16
+        widths = [cfg.base_filters * 2**level for level in range(len(skips) + 1)]  # the input's size, then the strides
+        below = [*widths[2:], self.encoder.channels[-1]]
+        self.decoder = nn.ModuleList(_decoder_block(cfg.norm, below[level] + skips[level], widths[level + 1]) for level in range(len(skips)))
+        self.head = nn.Sequential(_decoder_block(cfg.norm, widths[1] + L_CHANNELS, widths[0]), nn.Conv2d(widths[0], AB_CHANNELS, 3, 1, 1), nn.Tanh())
+        self.stride = 2 ** (len(skips) + 1)
+        self.train()
+
+    def train(self, mode: bool = True) -> EncoderUNetGenerator:
+        super().train(mode)
+        self.encoder.eval()  # the ImageNet statistics, never this batch's
+        return self
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        height, width = l_norm.shape[-2:]
+        scaled = l_norm if self.scale == 1 else F.interpolate(l_norm, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        scaled_height, scaled_width = scaled.shape[-2:]
+        top, bottom = _pad_amounts(scaled_height, self.stride)
+        left, right = _pad_amounts(scaled_width, self.stride)
+        features = self.encoder(self.encoder.normalize(neutral_gray(F.pad(scaled, (left, right, top, bottom), mode="replicate"))))
+        x = features.pop()
+        for block, skip in zip(reversed(self.decoder), reversed(features), strict=True):
+            x = block(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+        x = x[..., top // 2 : (top + scaled_height) // 2, left // 2 : (left + scaled_width) // 2]  # the stride-2 map, unpadded
+        if x.shape[-2:] != (height, width):
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+        return self.head(torch.cat([x, l_norm], dim=1))
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(the pretrained encoder's parameters, the rest): trained at different rates, the encoder frozen at first."""
+        encoder = list(self.encoder.parameters())
+        ids = {id(parameter) for parameter in encoder}
+        return encoder, [parameter for parameter in self.parameters() if id(parameter) not in ids]
+
+
+def _decoder_block(norm: str, in_channels: int, out_channels: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False), _norm(norm, out_channels), nn.ReLU())
+
+
+_LAB = LabNormalization()  # the networks' scaling of L (data.NORMALIZATION)
+
+
+def neutral_gray(l_norm: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) normalized L -> the sRGB gray in [0,1] of that lightness (a = b = 0): the grayscale photo."""
+    lab = torch.cat([_LAB.denormalize_l(l_norm), torch.zeros_like(l_norm).expand(-1, 2, -1, -1)], dim=1)
+    return lab_to_rgb(lab)[:, :1]
+
+
 class PatchGANDiscriminator(nn.Module):
     """pix2pix's PatchGAN: `n_layers` stride-2 convs, then two stride-1 convs; a map of logits (no sigmoid).
 
@@ -147,7 +212,7 @@ def _spectral_conv(*args: int, **kwargs: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(nn.Conv2d(*args, **kwargs))
 
 
-_GENERATORS: dict[str, Callable[[GeneratorParams], nn.Module]] = {"unet": UNetGenerator}
+_GENERATORS: dict[str, Callable[[GeneratorParams], nn.Module]] = {"unet": UNetGenerator, "encoder_unet": EncoderUNetGenerator}
 _DISCRIMINATORS: dict[str, Callable[[DiscriminatorParams], nn.Module]] = {"patchgan": PatchGANDiscriminator}
 
 
@@ -165,10 +230,13 @@ def init_weights(net: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(module.bias)
 
 
-def define_generator(cfg: GeneratorParams) -> nn.Module:
-    """The generator that `cfg.name` selects, initialised; ValueError names the choices if unknown."""
+def define_generator(cfg: GeneratorParams, pretrained: bool = True) -> nn.Module:
+    """The generator that `cfg.name` selects, initialised, with a pretrained encoder's weights from its package unless
+    `pretrained` is False (a model file brings its own); ValueError names the choices if unknown."""
     net = _choose(_GENERATORS, cfg.name, "generator")(cfg)
     init_weights(net)
+    if pretrained and isinstance(net, EncoderUNetGenerator):
+        net.encoder.load_pretrained()
     return net
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -11,12 +12,14 @@ from pipeline.core.schema import StrictModel
 
 
 class GeneratorParams(StrictModel):
-    name: Literal["unet"] = "unet"
+    name: Literal["unet", "encoder_unet"] = "unet"  # encoder_unet: a U-Net on a pretrained ImageNet encoder
     base_filters: Annotated[int, Field(ge=1)] = 16
-    depth: Annotated[int, Field(ge=2, le=8)] = 5
+    depth: Annotated[int, Field(ge=2, le=8)] = 5  # unet
     norm: Literal["batch", "instance"] = "batch"
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
-    upsample: Literal["transpose", "resize"] = "transpose"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5  # unet
+    upsample: Literal["transpose", "resize"] = "transpose"  # unet
+    encoder: Literal["efficientnet_lite0"] = "efficientnet_lite0"  # encoder_unet: weights from its pip package
+    encoder_scale: Annotated[float, Field(ge=1, le=4)] = 2.0  # encoder_unet: the encoder sees the image this much larger
 
 
 class DiscriminatorParams(StrictModel):
@@ -46,12 +49,18 @@ class Train(StrictModel):
     nproc: Annotated[int, Field(ge=1)] = 1  # torchrun processes (one per GPU): DistributedDataParallel when > 1
     loader: Literal["auto", "memory", "stream"] = "auto"  # where batches come from; auto: memory when the split fits
     checkpoint_minutes: Annotated[float, Field(ge=0)] = 10.0  # between checkpoints inside an epoch (0: at its end only)
+    encoder_frozen: Annotated[float, Field(ge=0, le=1)] = 1.0  # share of the epochs, first, with a pretrained encoder frozen
+    encoder_lr: Annotated[float, Field(gt=0, le=1)] = 0.1  # a pretrained encoder's learning rate once unfrozen, × lr
     generator: GeneratorParams = GeneratorParams()
     discriminator: DiscriminatorParams = DiscriminatorParams()
 
     @property
     def warmup_epochs(self) -> int:
         return int(self.warmup * self.epochs)
+
+    @property
+    def frozen_epochs(self) -> int:
+        return math.ceil(self.encoder_frozen * self.epochs)
 
     @property
     def decay_epochs(self) -> int:

@@ -249,7 +249,7 @@ def _train(
             if world.is_main:
                 place = f"batch {trainer.batches} of epoch {trainer.epoch + 1}" if trainer.batches else f"epoch {trainer.epoch}"
                 log.info("train: resuming after %s of %d from %s", place, cfg.epochs, checkpoint_path)
-    forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
+    forwards, wrapped_frozen = None, None
     sampler = DistributedSampler(range(len(train_pairs)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
     with (
         training_pairs(train_pairs, cfg.loader, params.workers, device) as data,
@@ -259,7 +259,10 @@ def _train(
         save = (lambda: save_checkpoint(checkpoint_path, trainer.state(key))) if world.is_main else (lambda: None)
         while trainer.epoch < cfg.epochs:
             order = epoch_order(len(train_pairs), params.seed, trainer.epoch + 1, sampler)
-            trainer.set_learning_rates()
+            trainer.start_epoch()
+            if forwards is None or wrapped_frozen != trainer.encoder_frozen:  # DDP syncs what was trainable when wrapped
+                forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
+                wrapped_frozen = trainer.encoder_frozen
             summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world, save, stop)
             if curves is None:
                 trainer.finish_epoch(summary)

@@ -44,11 +44,11 @@ class Trainer:
         discriminator, opt_d = None, None
         if cfg.lambda_gan > 0:
             discriminator = define_discriminator(cfg.discriminator).to(device)
-            opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
+            opt_d = torch.optim.Adam([{"params": discriminator.parameters(), "lr_scale": 1.0}], **adam)
         if device.type == "cuda" and cfg.mixed_precision:
             generator = generator.to(memory_format=torch.channels_last)
             discriminator = discriminator.to(memory_format=torch.channels_last) if discriminator else None
-        opt_g = torch.optim.Adam(generator.parameters(), **adam)
+        opt_g = torch.optim.Adam(_parameter_groups(generator, cfg), **adam)
         ema = copy.deepcopy(generator).requires_grad_(False) if cfg.ema > 0 else None
         return cls(cfg, device, generator, discriminator, opt_g, opt_d, GANLoss(cfg.gan_mode).to(device), ema)
 
@@ -62,13 +62,21 @@ class Trainer:
         """Whether the epoch under way is past the L1 warm-up (`train.warmup`) and has a discriminator to train against."""
         return self.discriminator is not None and self.epoch >= self.cfg.warmup_epochs
 
-    def set_learning_rates(self) -> None:
-        """`train.lr` for the epoch under way, falling linearly over the last `train.decay` share of the epochs (as pix2pix)."""
+    @property
+    def encoder_frozen(self) -> bool:
+        """Whether the epoch under way keeps a pretrained encoder's weights as they are (`train.encoder_frozen`)."""
+        return self.epoch < self.cfg.frozen_epochs
+
+    def start_epoch(self) -> None:
+        """Set the epoch under way's learning rates: `train.lr` (× `train.encoder_lr` for a pretrained encoder), falling
+        linearly over the last `train.decay` share of the epochs (as pix2pix); and freeze or unfreeze the encoder."""
         epochs_left = self.cfg.epochs - self.epoch  # counting the one under way
         factor = min(1.0, epochs_left / (self.cfg.decay_epochs + 1))
         for optimizer in (self.opt_g, self.opt_d):
             for group in optimizer.param_groups if optimizer else ():
-                group["lr"] = self.cfg.lr * factor
+                group["lr"] = self.cfg.lr * factor * group["lr_scale"]
+        for parameter in _pretrained_parameters(self.generator):
+            parameter.requires_grad_(not self.encoder_frozen)  # frozen: no gradient is computed through it at all
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -171,3 +179,17 @@ class Trainer:
         if not epoch_sums:
             self.epoch_totals = dict.fromkeys(self.epoch_totals, 0.0)
         self.d_accuracy = state["d_accuracy"]
+
+
+def _pretrained_parameters(generator: nn.Module) -> list[nn.Parameter]:
+    """A generator's pretrained encoder's parameters (none for a generator without one)."""
+    return generator.parameter_groups()[0] if hasattr(generator, "parameter_groups") else []
+
+
+def _parameter_groups(generator: nn.Module, cfg: Train) -> list[dict[str, Any]]:
+    """The generator's optimizer groups, each with the share of `train.lr` it trains at (`lr_scale`): a pretrained
+    encoder's at `train.encoder_lr`."""
+    if not hasattr(generator, "parameter_groups"):
+        return [{"params": list(generator.parameters()), "lr_scale": 1.0}]
+    pretrained, rest = generator.parameter_groups()
+    return [{"params": rest, "lr_scale": 1.0}, {"params": pretrained, "lr_scale": cfg.encoder_lr}]

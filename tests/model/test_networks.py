@@ -69,6 +69,7 @@ def test_every_name_the_params_allow_selects_a_network_part_and_no_other_exists(
         return set(get_args(model.model_fields[field].annotation))
 
     assert allowed(GeneratorParams, "name") == set(networks._GENERATORS)
+    assert allowed(GeneratorParams, "encoder") == set(networks.ENCODERS)
     assert allowed(DiscriminatorParams, "name") == set(networks._DISCRIMINATORS)
     assert allowed(GeneratorParams, "norm") == set(networks._NORMS) == allowed(DiscriminatorParams, "norm") - {"spectral"}
     assert allowed(Train, "gan_mode") == set(networks._GAN_CRITERIA)

@@ -215,7 +215,7 @@ def test_learning_rates_fall_linearly_over_the_decay_epochs():
     trainer = Trainer.create(tiny_params(4, lr=1e-3, decay=0.75).train, torch.device("cpu"))
     rates = []
     for _ in range(4):
-        trainer.set_learning_rates()
+        trainer.start_epoch()
         rates += [{group["lr"] for optimizer in (trainer.opt_g, trainer.opt_d) for group in optimizer.param_groups}]
         trainer.finish_epoch({})
     assert [rate for [rate] in rates] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
