@@ -12,7 +12,7 @@ from pipeline.dataset.sources.params import KINDS
 
 
 def test_every_kind_has_a_source_module_whose_source_takes_its_params():
-    assert list(KINDS) == ["bing", "cifar10", "folder", "synthetic", "urls"]
+    assert list(KINDS) == ["bing", "cifar10", "folder", "synthetic", "tinyimagenet", "urls"]
     for kind, params in KINDS.items():
         source = find_source(kind)
         assert source.__module__ == f"pipeline.dataset.sources.{kind}" and source.Params is params
@@ -31,5 +31,5 @@ def test_the_kind_selects_the_source_with_its_params():
     source = define_source(params)
     assert type(source) is find_source("bing") and source.name == "bing"
     assert source.params.retries == 0 and source.per_category == 3 and source.seed == 7
-    with pytest.raises(ParamsError, match=r"source.kind: Input should be 'bing', 'cifar10', 'folder', 'synthetic' or 'urls' \(got 'flickr'\)"):
+    with pytest.raises(ParamsError, match=r"source.kind: Input should be 'bing', 'cifar10', 'folder', 'synthetic', 'tinyimagenet' or 'urls' \(got 'flickr'\)"):
         parse_params({"source": {"kind": "flickr"}})

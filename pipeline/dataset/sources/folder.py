@@ -34,12 +34,17 @@ def _safe_name(name: str) -> str:
 
 
 def list_folder(category: str, folder: Path, count: int) -> list[tuple[Path, str]]:
-    """The first `count` regular files (by name) of folder/<category>, each with a safe, unique target name.
+    """The first `count` regular files (by name) of folder/<category>, each with a safe, unique target name."""
+    return first_files(_category_folder(folder, category), category, count)
+
+
+def first_files(source: Path, category: str, count: int) -> list[tuple[Path, str]]:
+    """The first `count` regular files (by name) of the folder `source`, holding `category`'s photos, each with a safe,
+    unique target name.
 
     Hidden files and symbolic links are skipped. Names are streamed from the directory, so a folder of
     100k files costs only its names in memory.
     """
-    source = _category_folder(folder, category)
     with os.scandir(source) as entries:
         names = sorted(entry.name for entry in entries if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."))
     if len(names) < count:
@@ -54,9 +59,9 @@ def list_folder(category: str, folder: Path, count: int) -> list[tuple[Path, str
     return chosen
 
 
-def copy_files(category: str, files: list[tuple[Path, str]], output: RawOutput) -> Scraped:
-    """Copy each (path, target name) untouched to `output`, recording its provenance; a file that cannot be
-    opened (permissions, vanished) is logged and recorded as skipped, and the others are copied."""
+def copy_files(category: str, files: list[tuple[Path, str]], output: RawOutput, source: str = "folder") -> Scraped:
+    """Copy each (path, target name) untouched to `output`, recording its provenance (`source` and the file's URL); a
+    file that cannot be opened (permissions, vanished) is logged and recorded as skipped, and the others are copied."""
     copied, skipped = [], []
     for path, target in files:
         url = path.resolve().as_uri()
@@ -68,7 +73,7 @@ def copy_files(category: str, files: list[tuple[Path, str]], output: RawOutput) 
             skipped.append(Attempt(category, url, "unreadable", reason))
             continue
         with reader:
-            copied.append(output.copy(category, target, reader, "folder", url))
+            copied.append(output.copy(category, target, reader, source, url))
     return Scraped(copied, skipped)
 
 

@@ -18,6 +18,7 @@ DEFAULT_CATEGORIES = [
 ]
 MAX_PER_CATEGORY = 1_000_000
 CIFAR10_FOLDER = "cifar-10-batches-py"  # what the official archive unpacks to
+TINYIMAGENET_FOLDER = "tiny-imagenet-200"  # what the official zip unpacks to
 
 
 class SourceParams(StrictModel):
@@ -86,6 +87,19 @@ class SyntheticParams(SourceParams):
         if self.max_side < self.min_side:
             raise ValueError("max_side must be >= min_side")
         return self
+
+
+class TinyImageNetParams(SourceParams):
+    kind = "tinyimagenet"
+
+    root: LocalPath | None = None  # the folder that holds tiny-imagenet-200 (train/<wnid>/images/, words.txt)
+    download: bool = False  # fetch and unpack the zip into root when missing (needs internet)
+
+    def check(self) -> None:
+        if self.root is None:
+            raise ValueError("root: required when kind is 'tinyimagenet'")
+        if not self.download and not (self.root / TINYIMAGENET_FOLDER).is_dir():
+            raise ValueError(f"root: {str(self.root)!r} has no {TINYIMAGENET_FOLDER} (set tinyimagenet.download: true to fetch it)")
 
 
 class UrlsParams(SourceParams):
