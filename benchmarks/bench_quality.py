@@ -45,6 +45,7 @@ from pipeline.presets import PRESETS, applied
 
 SHOWN = ("psnr", "ssim", "ab_error", "accuracy_eps2", "accuracy_eps5", "colorfulness")
 DEFAULT_VARIANTS = ("gan:", "l1:train.lambda_gan=0")
+BASELINES = {"gray": "gray baseline", "tint": "tint baseline (training median ab)"}
 
 
 def _set(raw: dict[str, Any], dotted: str, value: str) -> None:
@@ -123,13 +124,16 @@ def train_variant(name: str, params: Params, split_root: Path, work: Path) -> tu
 
 
 def score(name: str, minutes: float, model: Path, split_root: Path, out: Path, params: Params) -> dict[str, Any]:
-    """A trained variant scored on a split's test images; its row of the table, and the grayscale baseline's."""
+    """A trained variant scored on a split's test images; its row of the table, and the baselines' (gray, tint)."""
     metrics = evaluate_model(split_root, model, out, device=params.train.device)
-    row = {"variant": name, "train_minutes": round(minutes, 1), **{m: metrics["model"][m]["mean"] for m in SHOWN}}
-    row["colorfulness_vs_truth"] = metrics["model"]["colorfulness"]["mean"] / metrics["model"]["colorfulness_truth"]["mean"]
-    gray = {"variant": "grayscale baseline", "train_minutes": 0.0, **{m: metrics["baseline"][m]["mean"] for m in SHOWN}}
-    gray["colorfulness_vs_truth"] = metrics["baseline"]["colorfulness"]["mean"] / metrics["baseline"]["colorfulness_truth"]["mean"]
-    return {"row": row, "gray": gray, "images": metrics["images"]}
+
+    def row(label: str, method: str, train_minutes: float) -> dict[str, Any]:
+        scores = metrics[method]
+        return {"variant": label, "train_minutes": round(train_minutes, 1), **{m: scores[m]["mean"] for m in SHOWN},
+                "colorfulness_vs_truth": scores["colorfulness"]["mean"] / scores["colorfulness_truth"]["mean"],
+                "spread_vs_truth": scores["color_spread"]["mean"] / scores["color_spread_truth"]["mean"]}
+
+    return {"row": row(name, "model", minutes), "baselines": [row(BASELINES[m], m, 0.0) for m in BASELINES], "images": metrics["images"]}
 
 
 def main() -> None:
@@ -160,7 +164,8 @@ def main() -> None:
         model, minutes = train_variant(name, params, splits[args.dataset], args.work)
         for number, (dataset, split_root) in enumerate(splits.items()):
             result = score(name, minutes, model, split_root, model.parent.parent / f"eval-{number}", params)
-            tables[dataset] = [row for row in tables[dataset] if row["variant"] != "grayscale baseline"] + [result["row"], result["gray"]]
+            kept = [row for row in tables[dataset] if row["variant"] not in BASELINES.values()]
+            tables[dataset] = [*kept, result["row"], *result["baselines"]]
             images[dataset] = result["images"]
             print(f"\nscored on {images[dataset]} test images of {dataset}:")
             print(pd.DataFrame(tables[dataset]).round(4).to_markdown(index=False), flush=True)

@@ -1,5 +1,5 @@
-"""evaluate: colorize the test images, and real photos out of domain, with the trained generator and score it against a
-grayscale baseline (data/eval)."""
+"""evaluate: colorize the test images, real photos out of domain and the photos of other collections with the trained
+generator, and score it against two baselines: gray, and the training photos' median colour everywhere (data/eval)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.artifacts import picture
 from flows.cli import call_flow, main
 from pipeline.config import Params
-from pipeline.model.evaluate import GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
+from pipeline.model.evaluate import COLLECTION_GRID, GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
 from pipeline.model.metrics import METRICS
 from pipeline.paths import EVAL, MODEL, SPLIT
 
@@ -21,28 +21,28 @@ def _format_mean_std(summary: dict) -> str:
 
 
 def _methods_table(summaries: dict) -> list[str]:
-    """Markdown rows: every metric, model and baseline side by side."""
+    """Markdown rows: every metric, the model and both baselines side by side."""
     return [
-        "| metric | model (mean ± std) | grayscale baseline (mean ± std) |",
-        "| --- | --- | --- |",
-        *(f"| {m} | {_format_mean_std(summaries['model'][m])} | {_format_mean_std(summaries['baseline'][m])} |" for m in METRICS),
+        "| metric | model (mean ± std) | gray baseline (mean ± std) | tint baseline (mean ± std) |",
+        "| --- | --- | --- | --- |",
+        *(f"| {m} | " + " | ".join(_format_mean_std(summaries[method][m]) for method in ("model", "gray", "tint")) + " |" for m in METRICS),
     ]
 
 
 def metrics_report(metrics: Scores) -> str:
-    """Markdown: every metric for the model and the baseline, the main metrics per category (model / baseline), then
-    every metric on the real photos out of domain."""
+    """Markdown: every metric for the model and both baselines, the main metrics per category (model / gray), then every
+    metric on the real photos out of domain and on each collection."""
     real = metrics[REAL_PHOTOS]
     lines = [
         f"Test images: {metrics['images']}",
         "",
         *_methods_table(metrics),
         "",
-        "| category | " + " | ".join(f"{m} (model / baseline)" for m in MAIN_METRICS) + " |",
+        "| category | " + " | ".join(f"{m} (model / gray)" for m in MAIN_METRICS) + " |",
         "| --- |" + " --- |" * len(MAIN_METRICS),
     ]
     for category, methods in metrics["per_category"].items():
-        cells = (f"{methods['model'][m]['mean']:.3f} / {methods['baseline'][m]['mean']:.3f}" for m in MAIN_METRICS)
+        cells = (f"{methods['model'][m]['mean']:.3f} / {methods['gray'][m]['mean']:.3f}" for m in MAIN_METRICS)
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -51,15 +51,19 @@ def metrics_report(metrics: Scores) -> str:
         "",
         *_methods_table(real),
     ]
+    for name, scores in metrics["collections"].items():
+        lines += ["", f"Collection {name}: {scores['images']} photos (grid: {EVAL / GRIDS / COLLECTION_GRID.format(name)})", "", *_methods_table(scores)]
     return "\n".join(lines) + "\n"
 
 
 @flow(name="evaluate")
 def evaluate(params: Params) -> Scores:
-    metrics = evaluate_model(SPLIT, MODEL, EVAL, device=params.train.device)
+    metrics = evaluate_model(SPLIT, MODEL, EVAL, device=params.train.device, rules=params.evaluate, clean=params.clean)
     grids = EVAL / GRIDS
     pictures = "\n".join([picture(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
-                           picture(grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original")])
+                           picture(grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original"),
+                           *(picture(grids / COLLECTION_GRID.format(name), f"Collection {name}: grayscale | colorized | original")
+                             for name in metrics["collections"])])
     create_markdown_artifact(key="evaluation", markdown=f"{metrics_report(metrics)}\n{pictures}",
                              description="Colorization metrics and comparison grids on the test images and real photos")
     return metrics

@@ -119,7 +119,7 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     return version
 
 
-def run_report(results: dict[str, State], pushed: int | None, version: tuple[str, str | None] | None, headline: dict[str, float]) -> str:
+def run_report(results: dict[str, State], pushed: int | None, version: tuple[str, str | None] | None, headline: dict) -> str:
     """The run's summary, as markdown for the Prefect UI: each stage's result (with a link to its flow run), what was
     published, and the evaluation's headline numbers."""
     lines = ["# Pipeline run", "", "| stage | result | details |", "| --- | --- | --- |"]
@@ -128,14 +128,26 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
     if version:
         lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
     if headline:
-        lines += ["", f"## Evaluation ({EVAL / METRICS_FILE})", "", "| metric | model | grayscale baseline |", "| --- | --- | --- |"]
-        lines += [f"| {name} | {value:.4g} | {headline.get(f'gray_{name}', float('nan')):.4g} |" for name, value in headline.items() if not name.startswith("gray_")]
-        lines += ["", "Every score, per category and on real photos, with the comparison grids: [the latest evaluation]"
-                  "(/artifacts/key/evaluation), the `evaluation` artifact of the evaluate stage's flow run."]
+        lines += ["", f"## Evaluation ({EVAL / METRICS_FILE})", "", *_headline_table(headline)]
+        for name, numbers in headline.get("collections", {}).items():
+            lines += ["", f"Collection {name}:", "", *_headline_table(numbers)]
+        lines += ["", "Every score, per category, on real photos and on each collection, with the comparison grids: [the latest "
+                  "evaluation](/artifacts/key/evaluation), the `evaluation` artifact of the evaluate stage's flow run."]
     return "\n".join(lines)
 
 
-def read_headline() -> dict[str, float]:
+def _headline_table(headline: dict) -> list[str]:
+    """Markdown rows: each headline number of the model beside the gray and tint baselines' (`gray_<name>`, `tint_<name>`)."""
+    lines = ["| metric | model | gray baseline | tint baseline |", "| --- | --- | --- | --- |"]
+    for name, value in headline.items():
+        if name.startswith(("gray_", "tint_")) or not isinstance(value, int | float):
+            continue
+        baselines = (f"{headline[key]:.4g}" if (key := f"{prefix}{name}") in headline else "" for prefix in ("gray_", "tint_"))
+        lines.append(f"| {name} | {value:.4g} | " + " | ".join(baselines) + " |")
+    return lines
+
+
+def read_headline() -> dict:
     path = ROOT / EVAL / METRICS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 

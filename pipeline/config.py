@@ -16,7 +16,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.schema import StrictModel, describe_problems
 from pipeline.dataset.params import Clean, Data, Resize, Split
 from pipeline.dataset.sources.params import Source
-from pipeline.model.params import Train
+from pipeline.model.params import Evaluate, Train
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -75,6 +75,7 @@ class Params(StrictModel):
     resize: Resize = Resize()
     split: Split = Split()
     train: Train = Train()
+    evaluate: Evaluate = Evaluate()
     runner: Runner = Runner()
     publish: Publish = Publish()
     schedule: Schedule = Schedule()

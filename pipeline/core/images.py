@@ -62,12 +62,23 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(x @ y) / norms
 
 
-def colorfulness(rgb: np.ndarray) -> float:
-    """Hasler & Süsstrunk (2003) colorfulness of an H×W×3 uint8 image: 0 for gray, ~100+ for vivid."""
+def _opponent(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    rg = r - g
-    yb = 0.5 * (r + g) - b
+    return r - g, 0.5 * (r + g) - b
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """Hasler & Süsstrunk (2003) colorfulness of an H×W×3 uint8 image: 0 for gray, ~100+ for vivid. Its second term,
+    the mean colour cast, counts a uniform tint as colour: `color_spread` leaves it out."""
+    rg, yb = _opponent(rgb)
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def color_spread(rgb: np.ndarray) -> float:
+    """How much the colour varies across an H×W×3 uint8 image: the spread term of Hasler & Süsstrunk's colorfulness
+    alone (0 for gray and for any uniform tint)."""
+    rg, yb = _opponent(rgb)
+    return float(np.hypot(rg.std(), yb.std()))
 
 
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

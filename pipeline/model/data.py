@@ -99,6 +99,18 @@ class SplitPairs(Dataset[Pair]):
         return torch.stack(xs), torch.stack(ys)
 
 
+TINT_SAMPLE = 256  # training images, spread evenly over the split, whose median ab is the tint baseline's colour
+
+
+def median_ab(pairs: SplitPairs) -> tuple[float, float]:
+    """The median a and b (CIELAB) over every pixel of up to TINT_SAMPLE color targets spread over `pairs`: the one
+    colour of the tint baseline, recorded with the model."""
+    picks = torch.linspace(0, len(pairs) - 1, min(len(pairs), TINT_SAMPLE)).round().long().unique()
+    ab = torch.cat([NORMALIZATION.denormalize_ab(NORMALIZATION.split(pairs[int(i)][1][None].float() / 255)[1]).flatten(2) for i in picks], dim=2)
+    a, b = ab[0].median(dim=1).values.tolist()
+    return round(a, 3), round(b, 3)
+
+
 class _Batches:
     """A batch sampler: `order` in slices of `batch_size`, from the `start`-th; `set` before each pass."""
 

@@ -10,7 +10,7 @@ import pandas as pd
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipeline.core.images import colorfulness
+from pipeline.core.images import color_spread, colorfulness
 
 PSNR_CAP = 100.0  # dB; identical images have an infinite PSNR, which would make every mean infinite
 _AB_TOLERANCE = 2.2  # Nazeri et al.: a and b may differ by 2.2·ε where L may differ by ε
@@ -28,6 +28,8 @@ class ImageMetrics:
     accuracy_eps5: float  # same at ε = 5
     colorfulness: float  # Hasler & Süsstrunk colorfulness of the output
     colorfulness_truth: float  # same for the ground truth
+    color_spread: float  # its spread term alone: how much the colour varies (a uniform tint has none)
+    color_spread_truth: float  # same for the ground truth
 
 
 METRICS = tuple(field.name for field in fields(ImageMetrics))
@@ -73,13 +75,21 @@ def image_metrics(output: np.ndarray, truth: np.ndarray) -> ImageMetrics:
         accuracy_eps5=lab_accuracy(delta, 5),
         colorfulness=colorfulness(output),
         colorfulness_truth=colorfulness(truth),
+        color_spread=color_spread(output),
+        color_spread_truth=color_spread(truth),
     )
 
 
 def grayscale_baseline(truth: np.ndarray) -> np.ndarray:
     """The baseline colorization: the truth's CIELAB L with a = b = 0, as H×W×3 uint8 RGB."""
+    return tint_baseline(truth, (0.0, 0.0))
+
+
+def tint_baseline(truth: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
+    """The truth's CIELAB L with one colour `ab` on every pixel (the training photos' median: the tint baseline), as
+    H×W×3 uint8 RGB. A model whose colour does not follow what is in the photo does no better than this."""
     lab = rgb2lab(truth)
-    lab[..., 1:] = 0.0
+    lab[..., 1], lab[..., 2] = ab
     return np.round(np.clip(lab2rgb(lab), 0.0, 1.0) * 255).astype(np.uint8)
 
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from pipeline.core.schema import StrictModel
+from pipeline.core.schema import LocalPath, StrictModel
 
 
 class GeneratorParams(StrictModel):
@@ -65,3 +67,19 @@ class Train(StrictModel):
     @property
     def decay_epochs(self) -> int:
         return int(self.decay * self.epochs)
+
+
+class Evaluate(StrictModel):
+    """The `evaluate` section: folders of photos of other collections that evaluate also scores the model on."""
+
+    collections: dict[str, LocalPath] = {}  # name -> a folder of photos (sub-folders too), none by default
+    size: Annotated[int, Field(ge=16, le=4096)] = 128  # each photo is scored as a size×size center crop
+    max_photos: Annotated[int, Field(ge=1)] = 500  # per collection: this many, drawn by a hash of their names
+
+    @field_validator("collections")
+    @classmethod
+    def _plain_names(cls, collections: dict[str, Path]) -> dict[str, Path]:
+        for name in collections:
+            if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
+                raise ValueError(f"collection name {name!r}: use 1 to 40 lowercase letters, digits or '_'")
+        return collections

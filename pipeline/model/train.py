@@ -36,6 +36,7 @@ from pipeline.model.data import (
     StreamedPairs,
     augment,
     augmentation_rng,
+    median_ab,
     to_lab_batch,
     training_pairs,
 )
@@ -201,13 +202,15 @@ def _publish_epoch(
 
 class TrainingInfo(TypedDict):
     """What a training returns, and generator.pt keeps as its `info`: the epochs done, each one's mean losses and
-    health, the train params, the seed, and what the model learnt from (`trained_on`)."""
+    health, the train params, the seed, what the model learnt from (`trained_on`), and the training photos' median ab
+    (the tint baseline's colour)."""
 
     epochs: int
     history: list[dict[str, float]]
     train: dict[str, Any]
     seed: int
     data: dict[str, Any]
+    tint_ab: list[float]
 
 
 def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> TrainingInfo:
@@ -271,7 +274,7 @@ def _train(
             stop.stop()  # a stop signal during the epoch's last batch or its checkpoint
     info = TrainingInfo(
         epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
-        data=trained_on(params, train_pairs),
+        data=trained_on(params, train_pairs), tint_ab=list(median_ab(train_pairs)),
     )
     if world.is_main:
         save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, train_pairs.shape[-1], info)
