@@ -15,7 +15,7 @@ from pipeline.config import ParamsError, parse_params
 from pipeline.presets import PRESETS, applied, available, main, preset_settings
 from pipeline.testing.workspace import REPO, run
 
-NAMES = ["bing-gpu", "cifar10", "scenes"]
+NAMES = ["bing-gpu", "cifar10", "general", "scenes"]
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_a_missing_data_folder_or_an_unknown_preset_is_one_line(tmp_path, monkey
     with pytest.raises(ParamsError, match=r"with presets/scenes.yaml: source.folder.path: 'data/external/scenes' is not a directory$"):
         preset_settings("scenes", REPO / "params.yaml")
     assert main(["imagenet"]) == 2
-    assert capsys.readouterr().err == "presets: error: no preset 'imagenet'; choose one of bing-gpu, cifar10, scenes\n"
+    assert capsys.readouterr().err == "presets: error: no preset 'imagenet'; choose one of bing-gpu, cifar10, general, scenes\n"
 
 
 def test_a_preset_with_an_unknown_key_names_it(tmp_path, monkeypatch):
