@@ -264,9 +264,9 @@ def test_the_run_summary_sets_each_headline_number_beside_both_baselines_and_eac
 
     from flows.pipeline import run_report
 
-    headline = {"psnr": 22.5, "gray_psnr": 20.0, "tint_psnr": 20.5, "spread_share": 0.7, "real_psnr": 19.0, "gray_real_psnr": 18.0,
+    headline = {"psnr": 22.5, "gray_psnr": 20.0, "tint_psnr": 20.5, "spread": 0.7, "real_psnr": 19.0, "gray_real_psnr": 18.0,
                 "collections": {"sun": {"psnr": 21.0, "gray_psnr": 20.5, "tint_psnr": 20.75, "photos": 300}}}
     report = run_report({"evaluate": Completed(message="rebuilt")}, None, None, headline)
-    assert "| psnr | 22.5 | 20 | 20.5 |" in report and "| spread_share | 0.7 |  |  |" in report
+    assert "| psnr | 22.5 | 20 | 20.5 |" in report and "| spread | 0.7 |  |  |" in report
     assert "| real_psnr | 19 | 18 |  |" in report
     assert "Collection sun:" in report and "| psnr | 21 | 20.5 | 20.75 |" in report and "| photos | 300 |  |  |" in report
