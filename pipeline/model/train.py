@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
 from pipeline.config import Params
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
 from pipeline.core.imports import ROOT, import_closure
+from pipeline.core.progress import Progress
 from pipeline.core.stopping import DeferredStop, deferred_stop
 from pipeline.model.colorizer import save_generator
 from pipeline.model.data import (
@@ -148,10 +148,8 @@ def _train_epoch(
     totals = dict(trainer.epoch_totals)
     started, saved = time.monotonic() - totals.pop("seconds", 0.0), time.monotonic()
     epoch = trainer.epoch + 1
-    desc = f"epoch {epoch}/{trainer.cfg.epochs}"
     total = -(-len(order) // batch_size)
-    bar = tqdm(total=total, initial=trainer.batches, desc=desc, unit="batch", disable=None if world.is_main else True, dynamic_ncols=True)
-    with bar:
+    with Progress(total, f"train: epoch {epoch}/{trainer.cfg.epochs}", "batch", trainer.batches, quiet=not world.is_main) as progress:
         for batch, (x, y) in enumerate(data.batches(order, batch_size, trainer.batches), trainer.batches):
             rng = augmentation_rng(seed, epoch, world.rank, batch)
             x, y = augment(x.to(trainer.device, non_blocking=True), y.to(trainer.device, non_blocking=True), trainer.cfg.crop, rng)
@@ -159,8 +157,7 @@ def _train_epoch(
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(x)
             totals["images"] = totals.get("images", 0.0) + len(x)
-            bar.update()
-            bar.set_postfix(img_s=f"{totals['images'] / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
+            progress.update(img_s=f"{totals['images'] / (time.monotonic() - started):.1f}", l1=f"{losses['loss_g_l1']:.3f}")
             due = 0 < trainer.cfg.checkpoint_minutes * 60 <= time.monotonic() - saved
             stopping, due = any_process([stop.requested, due], world, trainer.device)
             if (stopping or due) and batch + 1 < total:  # at the last batch, the epoch's end checkpoints
