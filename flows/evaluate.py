@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.artifacts import picture
+from flows.artifacts import MAX_ARTIFACT_BYTES, pictures
 from flows.cli import call_flow, main
 from pipeline.config import Params
 from pipeline.model.evaluate import COLLECTION_GRID, GRIDS, OVERVIEW, REAL_PHOTOS, REAL_PHOTOS_GRID, Scores, evaluate_model
@@ -60,11 +60,12 @@ def metrics_report(metrics: Scores) -> str:
 def evaluate(params: Params) -> Scores:
     metrics = evaluate_model(SPLIT, MODEL, EVAL, device=params.train.device, rules=params.evaluate, clean=params.clean)
     grids = EVAL / GRIDS
-    pictures = "\n".join([picture(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
-                           picture(grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original"),
-                           *(picture(grids / COLLECTION_GRID.format(name), f"Collection {name}: grayscale | colorized | original")
-                             for name in metrics["collections"])])
-    create_markdown_artifact(key="evaluation", markdown=f"{metrics_report(metrics)}\n{pictures}",
+    report = metrics_report(metrics)
+    shown = pictures([(grids / OVERVIEW, "Test images, two per category: grayscale | colorized | original"),
+                      (grids / REAL_PHOTOS_GRID, "Real photos, out of domain: grayscale | colorized | original"),
+                      *((grids / COLLECTION_GRID.format(name), f"Collection {name}: grayscale | colorized | original") for name in metrics["collections"])],
+                     MAX_ARTIFACT_BYTES - len(report.encode()))
+    create_markdown_artifact(key="evaluation", markdown=f"{report}\n{shown}",
                              description="Colorization metrics and comparison grids on the test images and real photos")
     return metrics
 
