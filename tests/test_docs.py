@@ -160,6 +160,8 @@ def _schema_keys(model: type, prefix: str = "") -> set[str]:
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         keys.add(path)
+        if typing.get_origin(info.annotation) is dict:
+            keys.add(f"{path}.*")  # a mapping of names the user chooses (evaluate.collections)
         for inner in _models_in(info.annotation):
             keys |= _schema_keys(inner, f"{path}.")
     return keys
@@ -306,13 +308,13 @@ def check_keys(tokens: list[str], where: str, report: Report) -> None:
         elif token.startswith("-S") and len(token) > 2 and "=" in token:
             value = token[2:]
         if value is not None:
-            keys.append(value.split("=", 1)[0])
+            keys.append(value.split("=", 1)[0].removeprefix("+"))  # +key: DVC's way of adding a key params.yaml lacks
         if token == "--variant" and index + 1 < len(tokens):
             _, _, overrides = tokens[index + 1].partition(":")
             keys += [item.split("=", 1)[0] for item in overrides.split(",") if item]
     for key in keys:
         report.checked += 1
-        if key not in param_keys():
+        if key not in param_keys() and f"{key.rpartition('.')[0]}.*" not in param_keys():
             report.add(where, f"params key {key!r} is neither in params.yaml nor in pipeline/config.py's schema")
 
 
