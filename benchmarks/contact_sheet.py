@@ -53,7 +53,7 @@ def main() -> None:
         rows += [sum(grid[i : i + args.across], []) for i in range(0, len(grid), args.across)]
         table.append({"kind": kind, "photos": scores["images"], **{f"{method} PSNR": scores[method]["psnr"]["mean"] for method in ("model", "gray", "tint")}})
     sheet: Image.Image = image_grid(rows, cell=args.size)
-    sheet.save(args.output, quality=88) if args.output.suffix.lower() in (".jpg", ".jpeg") else sheet.save(args.output)
+    sheet.save(args.output, quality=80) if args.output.suffix.lower() in (".jpg", ".jpeg") else sheet.save(args.output)
     print(pd.DataFrame(table).round(2).to_markdown(index=False))
     print(f"{args.output}: {sheet.width}x{sheet.height}, {args.model}")
 
