@@ -5,7 +5,7 @@ gray and the tint (the pictures in the README and docs/quality.md).
 
 Each kind's photos are drawn from its folder (sub-folders too) by a hash of their paths, as evaluate draws a collection's,
 skipping those clean would drop (gray, too small); each is a center crop scaled to --size, colorized as `colorize` does.
-Rows hold --across photos; a kind starts a new row.
+The first --shown of each kind's photos, in name order, are shown; rows hold --across photos; a kind starts a new row.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=MODEL, help="generator (default: %(default)s)")
     parser.add_argument("--split", type=Path, default=SPLIT, help="for the tint of a model file that lacks it (default: %(default)s)")
     parser.add_argument("--per-kind", type=int, default=20, help="photos of each kind scored (default: %(default)s)")
-    parser.add_argument("--shown", type=int, default=4, help="photos of each kind shown, the first drawn (default: %(default)s)")
+    parser.add_argument("--shown", type=int, default=4, help="photos of each kind shown, the first in name order (default: %(default)s)")
     parser.add_argument("--across", type=int, default=2, help="photos per row (default: %(default)s)")
     parser.add_argument("--size", type=int, default=160, help="side of each photo, px (default: %(default)s)")
     args = parser.parse_args()
