@@ -9,24 +9,31 @@ from pipeline.core.errors import PipelineError
 
 # No traffic beyond loopback: Prefect's temporary server would otherwise send usage telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Each flow run sends a heartbeat a minute: runs whose process died are marked Crashed 3 minutes on (flows.heartbeats).
+os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
 # Show the library's log lines (progress, warnings) in Prefect's logs and UI.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline")
 logging.getLogger("pipeline").setLevel(logging.INFO)
 
 
-class KnownErrorsInOneLine(logging.Filter):
-    """Prefect logs the exception that fails a flow or task run with its traceback; a PipelineError (a known failure,
-    whose message says what to do) as its message alone. Tracebacks stay for bugs, where they help."""
+class QuietEngines(logging.Filter):
+    """Prefect's flow and task engines, with less noise. A run that failed with a PipelineError (a known failure, whose
+    message says what to do) logs its message alone, not its traceback: tracebacks stay for bugs, where they help.
+    A run's `Finished in state Failed(...)` goes: the error line before it said why. So does a task run's bare
+    `Finished in state Completed()`: its flow run's line says how the flow ended."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, PipelineError):
             record.msg, record.args, record.exc_info, record.exc_text = "error: %s", (error,), None, None
-        return True
+            record.known_error = True  # the command's last line says it again: see flows.cli.say_known_errors_last
+        message = record.getMessage()
+        return not (message.startswith(FINISHED_FAILED) or record.name == "prefect.task_runs" and message.startswith(FINISHED_COMPLETED))
 
 
+FINISHED_FAILED, FINISHED_COMPLETED = "Finished in state Failed(", "Finished in state Completed("
 for _engine in ("prefect.flow_runs", "prefect.task_runs"):  # the loggers of Prefect's flow and task engines
-    logging.getLogger(_engine).addFilter(KnownErrorsInOneLine())
+    logging.getLogger(_engine).addFilter(QuietEngines())
 
 
 def stopped(signum: int) -> str:

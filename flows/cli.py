@@ -4,6 +4,7 @@ failure, a Ctrl-C or a SIGTERM with one line."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from uuid import UUID
 
 from prefect import Flow, get_client, tags
 from prefect.flow_engine import run_flow
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.settings import PREFECT_API_URL
 
 from flows import stop_while_starting, stopped
@@ -52,6 +54,14 @@ def handle_interrupts() -> None:
             signal.signal(signum, _interrupt)
 
 
+def say_known_errors_last() -> None:
+    """Leave a known error's log line (`known_error`, set by flows.QuietEngines) out of the terminal: the command ends
+    with that error as its last line, so the terminal says it once. The Prefect UI still shows the line."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.addFilter(lambda record: not getattr(record, "known_error", False))
+
+
 def interrupted(exc: KeyboardInterrupt) -> str:
     """How the command was stopped: 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM)."""
     return str(exc) if isinstance(exc, Interrupted) else "interrupted"
@@ -75,6 +85,7 @@ def main(stage: str, run: Callable[[Params], Any], description: str) -> None:
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args()
     handle_interrupts()
+    say_known_errors_last()
     try:
         with tags(*filter(None, [os.environ.get(PIPELINE_TAG)])):
             run(load_params(args.params))

@@ -18,16 +18,18 @@ from prefect import Flow, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, FlowRun
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
-from prefect.states import Completed, Failed, Pending, State
+from prefect.states import Completed, Crashed, Failed, Pending, State
 from pydantic import ValidationError
 
-from flows.cli import PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted
+from flows.cli import PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted, say_known_errors_last
+from flows.heartbeats import mark_silent_runs_crashed
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.evaluate import METRICS_FILE
@@ -47,7 +49,7 @@ def stage_log(level: int, line: str) -> None:
 @task(cache_policy=NO_CACHE, retry_delay_seconds=30)
 def stage(name: str, tag: str) -> State:
     """One DVC stage: DVC runs it if it is stale, as a flow run made here under this task (tagged `tag`), and skips it
-    otherwise; the task's state says which."""
+    otherwise; the task's state message says which, and its data is the stage's flow run (None when skipped)."""
     before = lock_entries(ROOT).get(name)
     run = create_stage_run(name, tag)
     try:
@@ -57,10 +59,12 @@ def stage(name: str, tag: str) -> State:
             run = client.read_flow_run(run.id)
             if run.state is None or run.state.is_pending():  # DVC skipped the stage, or it failed before its flow began
                 client.delete_flow_run(run.id)
+            elif not run.state.is_final():  # its process died without a word (SIGKILL, the OOM killer)
+                client.set_flow_run_state(run.id, Crashed(message="the stage's process died while it ran"), force=True)
     if lock_entries(ROOT).get(name) == before:
-        return Completed(name="Skipped", message="up to date: DVC skipped it")
+        return Completed(message="up to date: DVC skipped it")
     link_back(run)
-    return Completed(name="Rebuilt", message=f"flow run [{run.name}]({run_link(run.id)})")
+    return Completed(message=f"rebuilt: flow run {run.name}", data=run)
 
 
 def _stage_flow() -> None:
@@ -86,12 +90,12 @@ def create_stage_run(name: str, tag: str) -> FlowRun:
 
 
 def link_back(run: FlowRun) -> None:
-    """An artifact on the stage's flow run that links back to the pipeline run."""
+    """An artifact on the stage's flow run that links back to the pipeline run (without a key: no history to keep)."""
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None  # a task of the pipeline flow
     back = f"Run by the pipeline run [{context.flow_run.name}]({run_link(context.flow_run.id)})."
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key="pipeline-run", type="markdown", data=back, flow_run_id=run.id))
+        client.create_artifact(ArtifactCreate(type="markdown", data=back, flow_run_id=run.id, description="The pipeline run that ran this stage"))
 
 
 def run_link(flow_run_id: UUID) -> str:
@@ -119,11 +123,15 @@ def commit_lock(changed: list[str], tag: bool) -> tuple[str, str | None] | None:
     return version
 
 
-def run_report(results: dict[str, State], pushed: int | None, version: tuple[str, str | None] | None, headline: dict) -> str:
+def run_report(results: dict[str, State], pushed: int | None, version: tuple[str, str | None] | None, headline: dict,
+               evaluation: UUID | None = None) -> str:
     """The run's summary, as markdown for the Prefect UI: each stage's result (with a link to its flow run), what was
-    published, and the evaluation's headline numbers."""
-    lines = ["# Pipeline run", "", "| stage | result | details |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {state.name} | {state.message} |" for name, state in results.items()]
+    published, and the evaluation's headline numbers, with a link that opens the `evaluation` artifact (its id)."""
+    lines = ["# Pipeline run", "", "| stage | result | flow run |", "| --- | --- | --- |"]
+    for name, state in results.items():
+        run = state.result(raise_on_failure=False) if state.data is not None else None  # the stage's flow run, if rebuilt
+        run = run if isinstance(run, FlowRun) else None
+        lines.append(f"| {name} | rebuilt | [{run.name}]({run_link(run.id)}) |" if run else f"| {name} | {state.message} |  |")
     lines += ["", f"- **dvc push**: {'off (publish.push)' if pushed is None else f'{pushed} files'}"]
     if version:
         lines += [f"- **git**: commit `{version[0]}`" + (f", tag `{version[1]}`" if version[1] else "")]
@@ -131,9 +139,17 @@ def run_report(results: dict[str, State], pushed: int | None, version: tuple[str
         lines += ["", f"## Evaluation ({EVAL / METRICS_FILE})", "", *_headline_table(headline)]
         for name, numbers in headline.get("collections", {}).items():
             lines += ["", f"Collection {name}:", "", *_headline_table(numbers)]
-        lines += ["", "Every score, per category, on real photos and on each collection, with the comparison grids: [the latest "
-                  "evaluation](/artifacts/key/evaluation), the `evaluation` artifact of the evaluate stage's flow run."]
+        if evaluation:
+            lines += ["", f"Every score, per category, on real photos and on each collection, with the comparison grids: [the "
+                      f"latest evaluation](/artifacts/artifact/{evaluation}), the `evaluation` artifact of the evaluate stage's flow run."]
     return "\n".join(lines)
+
+
+def latest_evaluation() -> UUID | None:
+    """The id of the latest `evaluation` artifact (the evaluate stage's), for a link that opens it."""
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["evaluation"])), limit=1)
+    return found[0].latest_id if found else None
 
 
 def _headline_table(headline: dict) -> list[str]:
@@ -156,27 +172,58 @@ def read_headline() -> dict:
 def rebuild_and_publish() -> State:
     """Rebuild what is stale (DVC decides), push the new artifacts, and commit dvc.lock when publish.git_commit asks."""
     context = FlowRunContext.get()
-    tag = f"pipeline-run:{context.flow_run.id}" if context and context.flow_run else "pipeline-run"
+    assert context is not None and context.flow_run is not None
+    tag = f"pipeline-run:{context.flow_run.id}"
+    add_tag(context.flow_run.id, tag)  # the run carries the tag it gives its stages' runs
+    mark_silent_runs_crashed()
     try:
         params = load_params(ROOT / PARAMS_FILE)
         if params.publish.git_commit:
             require_git(ROOT)  # before rebuilding, not after
         with workspace_lock(ROOT, "flows.pipeline"):
-            before = lock_entries(ROOT)
-            results: dict[str, State] = {}
-            for name in stage_order(ROOT):
-                results[name] = stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name, tag, return_state=True)
-                results[name].result()  # a failed stage raises its error here
-            changed = changed_stages(before, lock_entries(ROOT))
-            pushed = push_artifacts() if params.publish.push else None  # whatever the remote lacks, rebuilt now or not
-            version = commit_lock(changed, params.publish.git_tag) if params.publish.git_commit else None
+            return rebuild(params, tag, context.flow_run.id)
     except PipelineError as exc:
-        get_run_logger().error("%s", exc)
+        get_run_logger().error("error: %s", exc, extra={"known_error": True})
         return Failed(message=str(exc))
-    create_markdown_artifact(key="pipeline-run", markdown=run_report(results, pushed, version, read_headline()),
+
+
+def rebuild(params: Params, tag: str, flow_run_id: UUID) -> State:
+    """The pipeline run's work, holding the workspace: each stage, then publishing. A failed task ends it in Failed,
+    with the task's error (which the task logged) as its message."""
+    before = lock_entries(ROOT)
+    results: dict[str, State] = {}
+    for name in stage_order(ROOT):
+        results[name] = stage.with_options(name=name, task_run_name=name, retries=STAGE_RETRIES.get(name, 0))(name, tag, return_state=True)
+        if results[name].is_failed():
+            return failed(results[name])
+    changed = changed_stages(before, lock_entries(ROOT))
+    pushed = version = None
+    if params.publish.push:  # whatever the remote lacks, rebuilt now or not
+        if (pushing := push_artifacts(return_state=True)).is_failed():
+            return failed(pushing)
+        pushed = pushing.result()
+    if params.publish.git_commit:
+        if (committing := commit_lock(changed, params.publish.git_tag, return_state=True)).is_failed():
+            return failed(committing)
+        version = committing.result()
+    create_markdown_artifact(key="pipeline-run", markdown=run_report(results, pushed, version, read_headline(), latest_evaluation()),
                              description="What this run rebuilt and published, with links to the stages' flow runs")
+    add_tag(flow_run_id, "rebuilt" if changed else "up-to-date", first=True)
     outcome = {"changed": changed, "pushed": pushed, "commit": version and version[0], "tag": version and version[1]}
-    return Completed(name="Rebuilt" if changed else "Up to date", message=outcome_line(changed, pushed, version), data=outcome)
+    return Completed(message=outcome_line(changed, pushed, version), data=outcome)
+
+
+def failed(task_state: State) -> State:
+    """A Failed state for the pipeline run, whose message is the failed task's error."""
+    error = task_state.result(raise_on_failure=False) if task_state.data is not None else None
+    return Failed(message=str(error) if isinstance(error, BaseException) else task_state.message)
+
+
+def add_tag(flow_run_id: UUID, tag: str, first: bool = False) -> None:
+    """Add a tag to a flow run, after its others or `first` (the runs list shows them in order, and filters by them)."""
+    with get_client(sync_client=True) as client:
+        tags = [other for other in client.read_flow_run(flow_run_id).tags if other != tag]
+        client.update_flow_run(flow_run_id, tags=[tag, *tags] if first else [*tags, tag])
 
 
 def outcome_line(changed: list[str], pushed: int | None, version: tuple[str, str | None] | None) -> str:
@@ -207,6 +254,7 @@ def schedule(params: Params, cron: str | None, timezone_name: str | None) -> Cro
 
 def serve(params: Params, cron: str | None, timezone_name: str | None) -> None:
     """Serve the flow as the deployment colorize-pipeline/nightly; one run at a time, later ones wait in line."""
+    mark_silent_runs_crashed()
     rebuild_and_publish.serve(
         name=DEPLOYMENT,
         schedules=[schedule(params, cron, timezone_name)],
@@ -226,6 +274,7 @@ def main() -> None:
     serving.add_argument("--timezone", help="the schedule's time zone (default: schedule.timezone in params.yaml)")
     args = parser.parse_args()
     handle_interrupts()
+    say_known_errors_last()
     try:
         params = load_params(args.params)
         if args.command == "serve":

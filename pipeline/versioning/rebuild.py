@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -27,6 +26,10 @@ _LOG_LINE = re.compile(
     r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?:(?P<run>(?:Flow|Task) run '[^']*')|[\w.]+) - (?P<message>.*)$"
 )
 RUN_COMPLETED = "Finished in state Completed("  # Prefect's line as each of the stage's runs ends: its own run shows it
+RUN_FAILED = "Finished in state Failed("
+DVC_UP_TO_DATE = "Data and pipelines are up to date."  # DVC's line after each skipped stage: the task's state says it
+DVC_FAILED = "ERROR: failed to reproduce "  # DVC's generic line after a stage's command failed
+MAX_HELD = 100  # failure lines held back at most, before they are relayed anyway
 
 
 class StageFailed(PipelineError):
@@ -62,31 +65,75 @@ def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [name for name in after if before.get(name) != after[name]]
 
 
-def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: dict[str, str] | None = None, tail_lines: int = 20) -> None:
+def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: dict[str, str] | None = None) -> None:
     """`dvc repro --single-item <stage>` (with `env` added to its environment): DVC decides whether it is stale. Every
     output line goes to `log` with its level, without the stage's own log time, level and logger or run name (the
-    caller's log adds its own) and without DVC's hints to commit or push by hand."""
+    caller's log adds its own), without DVC's hints to commit or push by hand, and without what the stage's last word
+    repeats: a failed stage raises StageFailed with that word, its one-line reason, which the caller says once."""
     environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
     environment["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    tail: deque[str] = deque(maxlen=tail_lines)
+    relay = _Relay(stage, log)
     with subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         assert process.stdout is not None
         for line in process.stdout:
-            line = line.rstrip()
-            if line and not line.strip().startswith(DVC_HINTS):
-                tail.append(line)
-                if (relayed := _level_and_message(line)) is not None:
-                    log(*relayed)
+            relay.line(line.rstrip())
+    relay.flush()
     if process.returncode != 0:
-        reason = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
-        raise StageFailed(f"stage {stage!r} failed (dvc repro exit code {process.returncode}): {reason}")
+        raise StageFailed(relay.reason())
+
+
+class _Relay:
+    """Relays a stage's output to `log`, holding back its failure lines until its last word shows whether they repeat it.
+
+    The stage's command ends a failure with one line, `<stage>: error: <reason>` (or `<stage>: interrupted; ...`), after
+    its runs logged the same reason (`error: <reason>`, `Finished in state Failed(...)`) and before DVC adds its generic
+    `ERROR: failed to reproduce ...`: that last word is the reason, and the lines that repeat it are dropped."""
+
+    def __init__(self, stage: str, log: Callable[[int, str], None]):
+        self.stage, self.log = stage, log
+        self.held: list[tuple[int, str]] = []
+        self.last_word: str | None = None
+        self.last_error = ""  # the last line that mentions an error, for a stage that fails without a last word (killed)
+
+    def line(self, line: str) -> None:
+        if not line or line.strip().startswith(DVC_HINTS) or line == DVC_UP_TO_DATE:
+            return
+        if "error" in line.lower():
+            self.last_error = line
+        if line.startswith(f"{self.stage}: ") and _LOG_LINE.match(line) is None:
+            self.last_word = line.removeprefix(f"{self.stage}: ").removeprefix("error: ")
+            self.held = [(level, message) for level, message in self.held if self.last_word not in message]
+            return
+        if self.last_word is not None and line.startswith(DVC_FAILED):
+            return
+        relayed = _level_and_message(line)
+        if relayed is None:
+            return
+        level, message = relayed
+        if (level >= logging.ERROR or message.startswith(RUN_FAILED)) and len(self.held) < MAX_HELD:
+            self.held.append(relayed)
+            return
+        self.flush()
+        self.log(level, message)
+
+    def flush(self) -> None:
+        for level, message in self.held:
+            self.log(level, message)
+        self.held = []
+
+    def reason(self) -> str:
+        """The failed stage's one line: its last word, or else DVC's last error line."""
+        if self.last_word is not None:
+            return f"{self.stage}: {self.last_word}"
+        cause = self.last_error.removeprefix("ERROR: ") or "no output"
+        return f"stage {self.stage!r} failed: {cause}"
 
 
 def _level_and_message(line: str) -> tuple[int, str] | None:
     """A line of the stage's output: a log line ("12:00:00.000 | WARNING | <logger, or flow or task run> - message") as
     its level and message (the caller's log says which stage), anything else at INFO; None for a run's "Finished in
-    state Completed()", which says nothing once its run's name is gone (a failed run's line is kept)."""
+    state Completed()", which says nothing once its run's name is gone."""
     match = _LOG_LINE.match(line)
     if match is None:
         return logging.INFO, line

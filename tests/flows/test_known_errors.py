@@ -1,5 +1,5 @@
-"""A user's mistake ends a stage with its one line of error, in the terminal and on the failed flow run: no traceback
-from Prefect's flow or task engine (tracebacks are for bugs)."""
+"""A user's mistake ends a stage with its one line of error, in the terminal (once, as its last line) and on the failed
+flow run: no traceback from Prefect's flow or task engine (tracebacks are for bugs)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,7 @@ def test_a_known_error_is_one_line_without_a_traceback(split_data, tmp_path, pre
     assert result.returncode == 1, result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith(f"{stage}: error: ") and expected in line], result.stderr
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert (result.stdout + result.stderr).count(expected) == 1, result.stdout + result.stderr  # said once, last
     with get_client(sync_client=True) as client:
         run = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[stage])), sort=FlowRunSort.START_TIME_DESC, limit=1)
     assert run[0].state.is_failed() and expected in run[0].state.message, run[0].state

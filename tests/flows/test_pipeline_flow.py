@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterTags,
+)
 from prefect.deployments import run_deployment
 
 from pipeline.testing.workspace import STAGES, edit_params, files, make_workspace, run
@@ -42,28 +48,50 @@ class Served:
         return run(self.repo, self.env, "git", *args).stdout
 
 
-def stage_states(flow_run_id) -> dict[str, str]:
-    """The state name of each stage task of a pipeline run: Rebuilt, or Skipped (DVC found it up to date)."""
+def stage_results(flow_run_id) -> dict[str, str]:
+    """What each stage task of a pipeline run says it did (its Completed state's message up to a colon): rebuilt, or up
+    to date (DVC skipped it)."""
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {run.name: run.state.name for run in runs if run.name in STAGES}
+    assert all(run.state.name == "Completed" for run in runs if run.name in STAGES), [run.state for run in runs]
+    return {run.name: run.state.message.split(":")[0] for run in runs if run.name in STAGES}
+
+
+def assert_completed_and_tagged(flow_run, outcome: str) -> None:
+    """Prefect's own Completed state (its views and filters know it), told apart in the runs list by a tag."""
+    assert flow_run.state.type.value == "COMPLETED" and flow_run.state.name == "Completed", flow_run.state
+    assert flow_run.tags[0] == outcome and f"pipeline-run:{flow_run.id}" in flow_run.tags, flow_run.tags
 
 
 def stage_runs(pipeline_run) -> dict[str, object]:
-    """The stages' flow runs of a pipeline run, by stage: found by its tag, each a child of one of its stage tasks."""
+    """The stages' flow runs of a pipeline run, by stage: found by its tag (which the pipeline run carries too), each a
+    child of one of its stage tasks."""
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"pipeline-run:{pipeline_run.id}"])))
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"pipeline-run:{pipeline_run.id}"])))
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[pipeline_run.id])))
+    assert pipeline_run.id in {run.id for run in tagged}  # the tag finds the pipeline run too
+    runs = [run for run in tagged if run.id != pipeline_run.id]
     parents = {task.id: task.name for task in tasks}
     by_stage = {parents.get(run.parent_task_run_id): run for run in runs}
     assert len(by_stage) == len(runs) and None not in by_stage, "a stage run outside its pipeline run's stage tasks"
     return by_stage
 
 
-def artifacts(flow_run_id) -> dict[str, str]:
+def artifacts(flow_run_id) -> dict[str | None, str]:
+    """A flow run's artifacts by key (None: the one without a key)."""
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     return {artifact.key: str(artifact.data) for artifact in found}
+
+
+def latest_evaluation_link() -> str:
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["evaluation"])))
+    return f"(/artifacts/artifact/{latest[0].latest_id})"
+
+
+def model_versions(served: Served) -> list[str]:
+    return [tag for tag in served.git("tag", "--list").split() if tag.startswith("colorizer@")]
 
 
 @pytest.fixture(scope="module")
@@ -111,16 +139,18 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
     names = task_run_names(flow_run.id)
     assert names[: len(STAGES)] == list(STAGES)
     assert set(names[len(STAGES):]) == {"dvc push", "git commit"}
-    assert stage_states(flow_run.id) == {name: "Rebuilt" for name in STAGES}
+    assert stage_results(flow_run.id) == {name: "rebuilt" for name in STAGES}
     summary = artifacts(flow_run.id)["pipeline-run"]
-    assert re.search(r"\| train \| Rebuilt \| flow run \[[\w-]+\]\(/runs/flow-run/[0-9a-f-]{36}\) \|", summary) and "files" in summary
+    assert re.search(r"\| train \| rebuilt \| \[[\w-]+\]\(/runs/flow-run/[0-9a-f-]{36}\) \|", summary) and "files" in summary
     assert "## Evaluation" in summary and re.search(r"\| real_psnr \| [\d.]+ \| [\d.]+ \|", summary)
-    assert flow_run.state.name == "Rebuilt" and flow_run.state.message.startswith("rebuilt scrape, clean")
+    assert latest_evaluation_link() in summary  # opens the evaluation itself, not the list of its versions
+    assert_completed_and_tagged(flow_run, "rebuilt")
+    assert flow_run.state.message.startswith("rebuilt scrape, clean")
     runs = stage_runs(flow_run)  # each stage's own flow run: under its stage task, linked back, with its artifacts
     assert sorted(runs) == sorted(STAGES)
     for stage_run in runs.values():
         found = artifacts(stage_run.id)
-        assert f"/runs/flow-run/{flow_run.id}" in found["pipeline-run"]
+        assert f"/runs/flow-run/{flow_run.id}" in found[None] and "pipeline-run" not in found  # the key is the summaries' alone
         assert f"/runs/flow-run/{stage_run.id}" in summary
     keys = {key for stage_run in runs.values() for key in artifacts(stage_run.id)}
     assert {"clean-summary", "training", "training-samples", "split-preview", "evaluation"} <= keys
@@ -141,9 +171,9 @@ def test_a_run_with_nothing_to_rebuild_pushes_and_commits_nothing(served, first_
     assert served.git("rev-parse", "HEAD") == head
     assert served.remote_files() == remote
     summary = artifacts(flow_run.id)["pipeline-run"]
-    assert "Rebuilt" not in summary and "0 files" in summary and "(/artifacts/key/evaluation)" in summary
-    assert stage_states(flow_run.id) == {name: "Skipped" for name in STAGES} and stage_runs(flow_run) == {}
-    assert flow_run.state.name == "Up to date"
+    assert "| rebuilt |" not in summary and "0 files" in summary and latest_evaluation_link() in summary
+    assert stage_results(flow_run.id) == {name: "up to date" for name in STAGES} and stage_runs(flow_run) == {}
+    assert_completed_and_tagged(flow_run, "up-to-date")
 
 
 def test_two_runs_triggered_together_run_one_at_a_time_each_with_its_own_stage_runs(served, first_run):
@@ -151,6 +181,7 @@ def test_two_runs_triggered_together_run_one_at_a_time_each_with_its_own_stage_r
     with open(served.repo / "flows/evaluate.py", "a", encoding="utf-8") as code:
         code.write("# an edit: the next run rebuilds evaluate\n")
     served.git("commit", "-qam", "edit evaluate")
+    versions = model_versions(served)
     started = [run_deployment(DEPLOYMENT, timeout=0) for _ in range(2)]
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + 300
@@ -164,7 +195,9 @@ def test_two_runs_triggered_together_run_one_at_a_time_each_with_its_own_stage_r
     first, second = sorted(runs, key=lambda flow_run: flow_run.start_time)
     assert second.start_time >= first.end_time  # never both running
     assert list(stage_runs(first)) == ["evaluate"] and stage_runs(second) == {}
-    assert (first.state.name, second.state.name) == ("Rebuilt", "Up to date")
+    assert_completed_and_tagged(first, "rebuilt")
+    assert_completed_and_tagged(second, "up-to-date")
+    assert model_versions(served) == versions  # a new evaluation of the same model: committed, but no new model version
 
 
 def test_a_clone_pulls_the_published_dataset_and_model_byte_identical(served, first_run, tmp_path):

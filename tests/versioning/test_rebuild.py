@@ -19,8 +19,12 @@ print("12:00:00.123 | WARNING | pipeline.dataset.scrape - sky: 2 of 8 images obt
 print("12:00:00.456 | INFO    | Flow run 'red-fox' - Beginning flow run 'red-fox' for flow 'one'")
 print("12:00:00.789 | INFO    | Task run 'one-sky-0' - Finished in state Completed()")
 print("12:00:00.790 | ERROR   | Task run 'one-sky-1' - Finished in state Failed('Task run encountered an exception')")
-print("12:00:00.999 | INFO    | Flow run 'red-fox' - Finished in state Completed()")
 print("plain output")
+if sys.argv[1] == "known-error":  # a user's mistake: said by the stage's run, then by its command's last line
+    print("12:00:00.800 | ERROR   | Flow run 'red-fox' - error: sky: no such folder")
+    print("12:00:00.900 | INFO    | Flow run 'red-fox' - Finished in state Failed('Flow run encountered an exception: SourceError: sky: no such folder')", flush=True)
+    sys.exit("one: error: sky: no such folder")
+print("12:00:00.999 | INFO    | Flow run 'red-fox' - Finished in state Completed()")
 open("out.txt", "w").write("done")
 sys.exit(int(sys.argv[1]))
 """
@@ -34,14 +38,20 @@ def project(tmp_path):
     return tmp_path
 
 
-def stage_yaml(exit_code: int) -> str:
-    return f"stages:\n  one:\n    cmd: python stage.py {exit_code}\n    deps: [stage.py]\n    outs: [out.txt]\n"
+def stage_yaml(how: str) -> str:
+    """A stage `one` that ends as `how` says: an exit code, or "known-error"."""
+    return f"stages:\n  one:\n    cmd: python stage.py {how}\n    deps: [stage.py]\n    outs: [out.txt]\n"
+
+
+def relayed(project, how: str) -> list[tuple[int, str]]:
+    (project / "dvc.yaml").write_text(stage_yaml(how))
+    lines: list[tuple[int, str]] = []
+    repro_stage(project, "one", lambda level, line: lines.append((level, line)), env={"EXTRA": "1"})
+    return lines
 
 
 def test_stage_lines_keep_their_level_lose_their_timestamp_and_dvcs_hints_and_runs_completed_lines_are_dropped(project):
-    (project / "dvc.yaml").write_text(stage_yaml(0))
-    lines: list[tuple[int, str]] = []
-    repro_stage(project, "one", lambda level, line: lines.append((level, line)), env={"EXTRA": "1"})
+    lines = relayed(project, "0")
     assert (logging.WARNING, "sky: 2 of 8 images obtained") in lines
     assert (logging.INFO, "Beginning flow run 'red-fox' for flow 'one'") in lines
     assert (logging.ERROR, "Finished in state Failed('Task run encountered an exception')") in lines
@@ -49,9 +59,22 @@ def test_stage_lines_keep_their_level_lose_their_timestamp_and_dvcs_hints_and_ru
     text = "\n".join(line for _, line in lines)
     assert "Completed()" not in text  # each run's own log has it; bare, it would say nothing
     assert "git add" not in text and "autostage" not in text and "dvc push" not in text and "12:00:00" not in text
+    assert "Data and pipelines are up to date." not in "\n".join(line for _, line in relayed(project, "0"))  # skipped: the caller says so
 
 
-def test_a_failing_stage_raises_with_its_last_error_line(project):
-    (project / "dvc.yaml").write_text(stage_yaml(3))
-    with pytest.raises(StageFailed, match=r"^stage 'one' failed \(dvc repro exit code \d+\): ERROR: failed to reproduce 'one'"):
+def test_a_stage_that_fails_with_a_known_error_raises_its_last_line_and_the_lines_repeating_it_are_dropped(project):
+    lines: list[tuple[int, str]] = []
+    (project / "dvc.yaml").write_text(stage_yaml("known-error"))
+    with pytest.raises(StageFailed) as failed:
+        repro_stage(project, "one", lambda level, line: lines.append((level, line)))
+    assert str(failed.value) == "one: sky: no such folder"
+    text = "\n".join(line for _, line in lines)
+    assert "no such folder" not in text and "failed to reproduce" not in text, text
+    assert (logging.ERROR, "Finished in state Failed('Task run encountered an exception')") in lines  # it does not repeat it
+    assert (logging.INFO, "plain output") in lines
+
+
+def test_a_stage_that_fails_without_a_last_line_raises_with_dvcs_reason(project):
+    (project / "dvc.yaml").write_text(stage_yaml("3"))
+    with pytest.raises(StageFailed, match=r"^stage 'one' failed: failed to reproduce 'one': .*exited with 3$"):
         repro_stage(project, "one", lambda level, line: None)
