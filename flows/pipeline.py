@@ -254,10 +254,11 @@ def schedule(params: Params, cron: str | None, timezone_name: str | None) -> Cro
 
 def serve(params: Params, cron: str | None, timezone_name: str | None) -> None:
     """Serve the flow as the deployment colorize-pipeline/nightly; one run at a time, later ones wait in line."""
+    schedules = [schedule(params, cron, timezone_name)]  # a bad one fails here, before the server is asked anything
     mark_silent_runs_crashed()
     rebuild_and_publish.serve(
         name=DEPLOYMENT,
-        schedules=[schedule(params, cron, timezone_name)],
+        schedules=schedules,
         global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
         description=rebuild_and_publish.description,
         tags=["colorize"],
