@@ -84,18 +84,32 @@ def main(stage: str, run: Callable[[Params], Any], description: str) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m flows.{stage}", description=description)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args()
+
+    def run_stage() -> None:
+        with tags(*filter(None, [os.environ.get(PIPELINE_TAG)])):
+            run(load_params(args.params))
+
+    run_command(
+        stage, run_stage,
+        when_interrupted="its output was not published; run it again to finish (finished work is kept)",
+        when_exiting=f"{stage}: {{how}} as it exited; its output is complete; run it again to record it",
+    )
+
+
+def run_command(name: str, body: Callable[[], None], when_interrupted: str, when_exiting: str = "") -> None:
+    """Run a command's `body`, ending a known failure (`name: error: ...`) or a Ctrl-C or SIGTERM (`name: interrupted;
+    when_interrupted`) with one line; a signal once the body is done exits at once, saying `when_exiting`."""
     handle_interrupts()
     say_known_errors_last()
     try:
-        with tags(*filter(None, [os.environ.get(PIPELINE_TAG)])):
-            run(load_params(args.params))
+        body()
     except PipelineError as exc:
         exit_at_the_next_signal()
-        sys.exit(f"{stage}: error: {exc}")
+        sys.exit(f"{name}: error: {exc}")
     except KeyboardInterrupt as exc:
         exit_at_the_next_signal()
-        sys.exit(f"{stage}: {interrupted(exc)}; its output was not published; run it again to finish (finished work is kept)")
-    exit_at_the_next_signal(f"{stage}: {{how}} as it exited; its output is complete; run it again to record it")
+        sys.exit(f"{name}: {interrupted(exc)}; {when_interrupted}")
+    exit_at_the_next_signal(when_exiting)
 
 
 def exit_at_the_next_signal(line: str = "") -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from prefect.schedules import Cron
 from prefect.states import Completed, Crashed, Failed, Pending, State
 from pydantic import ValidationError
 
-from flows.cli import PIPELINE_TAG, STAGE_RUN, exit_at_the_next_signal, handle_interrupts, interrupted, say_known_errors_last
+from flows.cli import PIPELINE_TAG, STAGE_RUN, run_command
 from flows.heartbeats import mark_silent_runs_crashed
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
@@ -39,7 +38,7 @@ from pipeline.versioning.rebuild import changed_stages, lock_entries, repro_stag
 
 ROOT = Path(".")
 DEPLOYMENT = "nightly"
-STAGE_RETRIES = {"scrape": 2}  # stages whose failures can be transient (the network)
+STAGE_RETRIES = {"scrape": 2}  # the network: an outage that outlasts the source's retries of one request; it resumes
 
 
 def stage_log(level: int, line: str) -> None:
@@ -274,23 +273,15 @@ def main() -> None:
     serving.add_argument("--cron", help="cron schedule (default: schedule.cron in params.yaml)")
     serving.add_argument("--timezone", help="the schedule's time zone (default: schedule.timezone in params.yaml)")
     args = parser.parse_args()
-    handle_interrupts()
-    say_known_errors_last()
-    try:
+
+    def run_pipeline() -> None:
         params = load_params(args.params)
         if args.command == "serve":
             serve(params, args.cron, args.timezone)
-        else:
-            state = rebuild_and_publish(return_state=True)
-            if state.is_failed():
-                sys.exit(f"pipeline: error: {state.message}")
-    except PipelineError as exc:
-        exit_at_the_next_signal()
-        sys.exit(f"pipeline: error: {exc}")
-    except KeyboardInterrupt as exc:
-        exit_at_the_next_signal()
-        sys.exit(f"pipeline: {interrupted(exc)}; stages that finished are recorded in dvc.lock; run it again to finish")
-    exit_at_the_next_signal()
+        elif (state := rebuild_and_publish(return_state=True)).is_failed():
+            raise PipelineError(state.message or "a stage failed")
+
+    run_command("pipeline", run_pipeline, when_interrupted="stages that finished are recorded in dvc.lock; run it again to finish")
 
 
 if __name__ == "__main__":

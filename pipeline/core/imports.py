@@ -62,9 +62,3 @@ def import_closure(module: str, root: Path = ROOT) -> set[Path]:
         seen.update(_package_inits(root, name))
         pending.extend(_imported_modules(path, name))
     return seen
-
-
-def runs_code(path: Path) -> bool:
-    """Whether a file holds more than a docstring (a package's docstring-only __init__.py changes no output)."""
-    body = ast.parse(path.read_text(encoding="utf-8")).body
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)

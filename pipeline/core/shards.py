@@ -10,7 +10,7 @@ import contextlib
 import io
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -68,13 +68,6 @@ class ShardWriter:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._stack.__exit__(kind, value, traceback)  # on an error in the block, the atomic file is dropped
-
-
-def write_shard(path: Path, samples: Iterable[tuple[str, Sample]]) -> None:
-    """A shard of the samples (key, {field: bytes}), sorted by key then field, written atomically to `path`."""
-    with ShardWriter(path) as writer:
-        for key, sample in sorted(samples, key=lambda item: item[0]):
-            writer.add(key, sample)
 
 
 def read_shard(path: Path) -> Iterator[tuple[str, Sample]]:

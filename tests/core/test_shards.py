@@ -6,15 +6,23 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 import pipeline.core.shards
 from pipeline.core.errors import PipelineError
-from pipeline.core.shards import ShardWriter, read_member, read_shard, write_shard
+from pipeline.core.shards import Sample, ShardWriter, read_member, read_shard
 
 SAMPLES = [("sky_002", {"y.png": b"color 2", "x.png": b"gray 2"}), ("fruit_001", {"x.png": b"gray 1", "y.png": b"color 1"})]
+
+
+def write_shard(path: Path, samples: Iterable[tuple[str, Sample]]) -> None:
+    """A shard of the samples, given in any order, written as the stages write theirs: by key, with ShardWriter."""
+    with ShardWriter(path) as writer:
+        for key, sample in sorted(samples, key=lambda item: item[0]):
+            writer.add(key, sample)
 
 
 def test_the_same_samples_in_any_order_give_the_same_bytes_and_read_back_in_key_order(tmp_path):
