@@ -21,7 +21,7 @@ from PIL import Image
 
 from pipeline.core.parallel import process_pool
 from pipeline.dataset.clean import clean_dataset
-from pipeline.dataset.params import Clean, Resize
+from pipeline.dataset.params import CleanParams, ResizeParams
 from pipeline.dataset.resize import resize_dataset
 from pipeline.dataset.scenes import KNOWN_SCENES, render_scene
 from pipeline.dataset.scrape import write_raw_manifest
@@ -52,10 +52,10 @@ def clean_and_resize(raw: Path, work: Path, workers: int) -> tuple[int, float]:
     """The clean and resize stages on a warm process pool: (images kept, seconds)."""
     with process_pool(workers) as pool:
         mapper = pool.map
-        clean_dataset(raw, work / "warm-clean", Clean(), lambda fn, batches: mapper(fn, list(batches)[:workers]), workers)
+        clean_dataset(raw, work / "warm-clean", CleanParams(), lambda fn, batches: mapper(fn, list(batches)[:workers]), workers)
         start = time.perf_counter()
-        clean_dataset(raw, work / "clean", Clean(), mapper, workers)
-        kept = resize_dataset(work / "clean", work / "resized", Resize(size=200), mapper, workers).images
+        clean_dataset(raw, work / "clean", CleanParams(), mapper, workers)
+        kept = resize_dataset(work / "clean", work / "resized", ResizeParams(size=200), mapper, workers).images
         return kept, time.perf_counter() - start
 
 

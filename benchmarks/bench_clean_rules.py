@@ -26,7 +26,7 @@ from PIL import Image
 
 from pipeline.core.images import colorfulness, image_grid, perceptual_hash
 from pipeline.dataset.clean import Inspection, _decode, _measure, deduplicate
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 
 OLD_MIN_COLORFULNESS = 6.0
 SHEET_SIZE = 60
@@ -84,7 +84,7 @@ def pair_sheet(pairs: list[tuple[Path, Path]], out: Path) -> None:
         image_grid([rows[i] + rows[i + 1] if i + 1 < len(rows) else rows[i] for i in range(0, len(rows), 2)], 96).save(out)
 
 
-def near_pairs(measured: list[Measured], rules: Clean) -> list[tuple[Path, Path]]:
+def near_pairs(measured: list[Measured], rules: CleanParams) -> list[tuple[Path, Path]]:
     """(kept earlier, dropped) for each near-duplicate the rules find, in folder order."""
     by_name = {m.inspection.raw_file: m.file for m in measured}
     result = deduplicate([m.inspection for m in measured], rules)
@@ -95,7 +95,7 @@ def near_pairs(measured: list[Measured], rules: Clean) -> list[tuple[Path, Path]
     return pairs
 
 
-def report(root: Path, measured: list[Measured], rules: Clean, sheets: Path) -> None:
+def report(root: Path, measured: list[Measured], rules: CleanParams, sheets: Path) -> None:
     tag = "-".join(root.parts[-2:])
     old = {m.file for m in measured if m.colorfulness < OLD_MIN_COLORFULNESS}
     new = {m.file for m in measured if m.inspection.chroma < rules.min_chroma}
@@ -139,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     args.sheets = args.sheets or Path(tempfile.mkdtemp(prefix="clean-rules-"))
     args.sheets.mkdir(parents=True, exist_ok=True)
-    rules = Clean()
+    rules = CleanParams()
     for index, root in enumerate(args.roots):
         files = sorted(root.glob("*/*.jpg"))
         if index == 0 and args.speed:

@@ -40,7 +40,7 @@ from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.manifests import MANIFEST, RawFile, ResizedFile, SplitFile, columns, read_table, write_table
 from pipeline.dataset.resize import resize_dataset
 from pipeline.model.evaluate import evaluate_model
-from pipeline.model.train import GENERATOR_FILE, train_model
+from pipeline.model.train import GENERATOR_FILE, TrainingRun, train_model
 from pipeline.presets import PRESETS, applied
 
 SHOWN = ("psnr", "ssim", "ab_error", "accuracy_eps2", "accuracy_eps5", "colorfulness")
@@ -119,7 +119,7 @@ def train_variant(name: str, params: Params, split_root: Path, work: Path) -> tu
     folder = work / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)
     started = time.monotonic()
-    train_model(split_root, folder / "models", folder / "training", params)
+    train_model(split_root, folder / "models", folder / "training", params.train, TrainingRun(params.seed, params.workers, params.source.kind))
     return folder / "models" / GENERATOR_FILE, (time.monotonic() - started) / 60
 
 

@@ -17,19 +17,19 @@ import torch
 
 from pipeline.model.data import Batch
 from pipeline.model.devices import resolve_device
-from pipeline.model.params import Train
+from pipeline.model.params import TrainParams
 from pipeline.model.trainer import Trainer
 
 SETUPS = {
-    "default (base 16, depth 5, 128² crops)": (Train(), 128),
+    "default (base 16, depth 5, 128² crops)": (TrainParams(), 128),
     "full scale (base 64, depth 6, 200²)": (
-        Train(crop=0, generator={"base_filters": 64, "depth": 6}, discriminator={"base_filters": 64}),
+        TrainParams(crop=0, generator={"base_filters": 64, "depth": 6}, discriminator={"base_filters": 64}),
         200,
     ),
 }
 
 
-def images_per_second(cfg: Train, side: int, device: torch.device, batch_size: int, steps: int) -> float:
+def images_per_second(cfg: TrainParams, side: int, device: torch.device, batch_size: int, steps: int) -> float:
     trainer = Trainer.create(cfg, device)
     forward_g = torch.compile(trainer.generator) if cfg.compile else trainer.generator
     forward_d = torch.compile(trainer.discriminator) if cfg.compile and trainer.discriminator else trainer.discriminator

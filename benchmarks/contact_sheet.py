@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.core.images import image_grid
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.evaluate import GridRow, score_photos, tint_of
 from pipeline.model.photo_folders import draw_photos, scored_photo
@@ -48,7 +48,7 @@ def main() -> None:
     rows: list[GridRow] = []
     table = []
     for kind, folder in args.kinds:
-        photos = [(path.name, photo) for path in draw_photos(folder, 10 * args.per_kind) if (photo := scored_photo(path, args.size, Clean())) is not None]
+        photos = [(path.name, photo) for path in draw_photos(folder, 10 * args.per_kind) if (photo := scored_photo(path, args.size, CleanParams())) is not None]
         scores, grid = score_photos(colorizer, photos[: args.per_kind], tint, args.shown)
         rows += [sum(grid[i : i + args.across], []) for i in range(0, len(grid), args.across)]
         table.append({"kind": kind, "photos": scores["images"], **{f"{method} PSNR": scores[method]["psnr"]["mean"] for method in ("model", "gray", "tint")}})

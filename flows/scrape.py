@@ -19,9 +19,10 @@ from pipeline.paths import RAW
 @flow(name="scrape")
 def scrape(params: Params) -> ScrapeResult:
     """Units run concurrently as tasks (a batch of local files, or a network source's unit); an interrupted run resumes."""
-    threads = define_source(params).network_threads or params.workers  # the task runner's (see `run`)
+    threads = define_source(params.source, params.seed).network_threads or params.workers  # the task runner's (see `run`)
     with batch_tasks("scrape", threads, processes=False) as tasks:
-        result = scrape_dataset(params, RAW, lambda fn, units: tasks.map(fn, units, lambda _, unit: f"scrape-{unit.name}"))
+        result = scrape_dataset(params.source, params.data, RAW, params.seed, params.workers,
+                                lambda fn, units: tasks.map(fn, units, lambda _, unit: f"scrape-{unit.name}"))
     outcomes = {outcome for counts in result.counts.values() for outcome in counts} - {SAVED}
     create_table_artifact(
         key="scrape-counts",
@@ -36,7 +37,7 @@ def scrape(params: Params) -> ScrapeResult:
 def run(params: Params) -> ScrapeResult:
     """A local source on params.runner; a network source on its own local threads: its downloads wait on the network,
     not the CPU, and Ctrl-C reaches them through a threading.Event, which stays in this process."""
-    threads = define_source(params).network_threads
+    threads = define_source(params.source, params.seed).network_threads
     if threads is None:
         return run_stage(scrape, params)
     if params.runner.kind == "dask":

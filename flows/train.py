@@ -14,14 +14,14 @@ from flows.artifacts import create_picture_artifact
 from flows.cli import call_flow, main
 from pipeline.config import Params
 from pipeline.model.distributed import is_main_process, needs_torchrun
-from pipeline.model.train import TrainingInfo, train_model
+from pipeline.model.train import TrainingInfo, TrainingRun, train_model
 from pipeline.model.training_log import samples_image
 from pipeline.paths import MODELS, SPLIT, TRAINING
 
 
 def run_training(params: Params) -> TrainingInfo:
     """The training itself, without Prefect: what the flow runs."""
-    return train_model(SPLIT, MODELS, TRAINING, params)
+    return train_model(SPLIT, MODELS, TRAINING, params.train, TrainingRun(params.seed, params.workers, params.source.kind))
 
 
 @flow(name="train")

@@ -14,9 +14,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import StrictModel, describe_problems
-from pipeline.dataset.params import Clean, Data, Resize, Split
-from pipeline.dataset.sources.params import Source
-from pipeline.model.params import Evaluate, Train
+from pipeline.dataset.params import CleanParams, DataParams, ResizeParams, SplitParams
+from pipeline.dataset.sources.params import SourceParams
+from pipeline.model.params import EvaluateParams, TrainParams
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -33,20 +33,20 @@ def check_time_zone(name: str) -> str:
     return name
 
 
-class Runner(StrictModel):
+class RunnerParams(StrictModel):
     """Where scrape, clean and resize run their per-image batches."""
 
     kind: Literal["local", "dask"] = "local"  # local: a process pool of `workers`; dask: a Dask cluster
     address: str | None = None  # dask: a running scheduler (tcp://host:8786); none starts a local cluster
 
     @model_validator(mode="after")
-    def _address_needs_dask(self) -> Runner:
+    def _address_needs_dask(self) -> RunnerParams:
         if self.address is not None and self.kind != "dask":
             raise ValueError("address: only used when kind is 'dask'")
         return self
 
 
-class Publish(StrictModel):
+class PublishParams(StrictModel):
     """What the pipeline flow does after a rebuild that changed something."""
 
     push: bool = True  # dvc push the new artifacts to the default remote
@@ -54,7 +54,7 @@ class Publish(StrictModel):
     git_tag: bool = False  # tag that commit with the date (colorize-YYYY-MM-DD, -2, -3... when taken)
 
 
-class Schedule(StrictModel):
+class ScheduleParams(StrictModel):
     """When the served deployment of the pipeline flow runs."""
 
     cron: str = "0 2 * * *"  # nightly at 02:00
@@ -69,16 +69,16 @@ class Schedule(StrictModel):
 class Params(StrictModel):
     seed: int = 42
     workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
-    data: Data = Data()
-    source: Source = Source()
-    clean: Clean = Clean()
-    resize: Resize = Resize()
-    split: Split = Split()
-    train: Train = Train()
-    evaluate: Evaluate = Evaluate()
-    runner: Runner = Runner()
-    publish: Publish = Publish()
-    schedule: Schedule = Schedule()
+    data: DataParams = DataParams()
+    source: SourceParams = SourceParams()
+    clean: CleanParams = CleanParams()
+    resize: ResizeParams = ResizeParams()
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    runner: RunnerParams = RunnerParams()
+    publish: PublishParams = PublishParams()
+    schedule: ScheduleParams = ScheduleParams()
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -10,8 +10,8 @@ import yaml
 
 from pipeline.config import ParamsError, load_params, parse_params
 from pipeline.core.fsutil import MAX_SLUG_LENGTH, category_slug
-from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.params import DEFAULT_CATEGORIES
+from tests.stages import scrape_with
 
 
 def test_the_committed_params_file_is_valid_and_uses_the_defaults():
@@ -94,5 +94,5 @@ def test_category_names_too_long_for_a_file_name_get_short_distinct_folder_names
     slugs = [category_slug(name) for name in params.source.categories]
     assert len(set(slugs)) == 2 and all(len(slug) <= MAX_SLUG_LENGTH for slug in slugs)
     assert slugs[0].startswith("sunset_over_the_sunset") and category_slug(long_a) == slugs[0]  # stable
-    scrape_dataset(params, tmp_path / "raw")
+    scrape_with(params, tmp_path / "raw")
     assert sorted(path.name for path in (tmp_path / "raw").iterdir() if path.is_dir()) == sorted(slugs)

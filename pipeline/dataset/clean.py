@@ -31,7 +31,7 @@ from pipeline.core.progress import track_batches
 from pipeline.core.shards import ShardWriter, read_shard, split_member
 from pipeline.dataset.layout import Output, read_images, work_units
 from pipeline.dataset.manifests import REJECTED, CleanFile, RawFile, Rejection, read_manifest, write_manifest, write_table
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _decode(image: Image.Image) -> tuple[Image.Image, bool]:
     return to_rgb(ImageOps.exif_transpose(image)), False
 
 
-def inspect_image(reader: BinaryIO, output: Output, rules: Clean, raw_file: str, category: str, sha256: str) -> Inspection:
+def inspect_image(reader: BinaryIO, output: Output, rules: CleanParams, raw_file: str, category: str, sha256: str) -> Inspection:
     """Decode one raw image, apply the rules, and write the kept image to `output`: <category>/<sha256[:16]>.<ext>
     (files), or the member <key of the raw member>.<ext> (a shard)."""
     found = Inspection(raw_file, category, sha256, shard=output.shard)
@@ -138,7 +138,7 @@ def inspect_image(reader: BinaryIO, output: Output, rules: Clean, raw_file: str,
         return replace(found, file=kept)
 
 
-def inspect_batch(raw_root: Path, out_root: Path, rules: Clean, rows: list[tuple[str, ...]]) -> list[Inspection]:
+def inspect_batch(raw_root: Path, out_root: Path, rules: CleanParams, rows: list[tuple[str, ...]]) -> list[Inspection]:
     """inspect_image for each (raw_file, category, sha256[, shard]) of a unit; never raises for a bad image."""
     shard = rows[0][3] if rows and len(rows[0]) > 3 else ""
     with Output(out_root, shard) as output:
@@ -179,7 +179,7 @@ def _looks_alike(kept: dict[str, Inspection], luma: np.ndarray, minimum: float, 
     return correlation(_luma(kept[name]), luma) >= minimum
 
 
-def deduplicate(inspections: list[Inspection], rules: Clean) -> list[Inspection]:
+def deduplicate(inspections: list[Inspection], rules: CleanParams) -> list[Inspection]:
     """Reject exact (same bytes) and near duplicates of an earlier kept image, in the given order.
 
     Near: pHash within clean.near_duplicate_distance bits, and lightness thumbnails that correlate at least
@@ -249,7 +249,7 @@ def cleaning_summary(inspections: list[Inspection]) -> CleanSummary:
 
 
 def clean_dataset(
-    raw_root: Path, clean_root: Path, rules: Clean, map_batches: BatchMapper = serial_map, workers: int = 1
+    raw_root: Path, clean_root: Path, rules: CleanParams, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> CleanSummary:
     """Inspect every file of raw_root/manifest.csv and publish clean_root with manifest, rejected.csv, summary.json
     (the counts kept and rejected: DVC's metrics) and counts.csv (per category and reason: a DVC plot)."""

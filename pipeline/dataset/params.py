@@ -13,12 +13,12 @@ Layout = Literal["folders", "shards"]  # how a stage stores its images: a file e
 ResizeMode = Literal["center_crop", "pad", "squash"]
 
 
-class Data(StrictModel):
+class DataParams(StrictModel):
     layout: Layout = "folders"  # how every data stage stores its images: a file each, or tar shards (a Parquet manifest)
     shard_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2000  # images per shard of a category
 
 
-class Clean(StrictModel):
+class CleanParams(StrictModel):
     min_side: Annotated[int, Field(ge=1)] = 64
     max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
     min_chroma: Annotated[float, Field(ge=0.0)] = 2.0
@@ -26,10 +26,10 @@ class Clean(StrictModel):
     near_duplicate_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
 
 
-class Resize(StrictModel):
+class ResizeParams(StrictModel):
     size: Annotated[int, Field(ge=8, le=4096)] = 200
     mode: ResizeMode = "center_crop"
 
 
-class Split(StrictModel):
+class SplitParams(StrictModel):
     test_per_category: Annotated[int, Field(ge=1)] = 10

@@ -17,7 +17,7 @@ from pipeline.core.parallel import BatchMapper, serial_map
 from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, read_images, work_units
 from pipeline.dataset.manifests import CleanFile, ResizedFile, read_manifest, write_manifest
-from pipeline.dataset.params import Resize, ResizeMode
+from pipeline.dataset.params import ResizeMode, ResizeParams
 
 _QUALITY_MARGIN = 1.5  # decode JPEGs at >= 1.5x the target scale (DCT scaling), then Lanczos: fast and sharp
 
@@ -73,7 +73,7 @@ class ResizeResult:
 
 
 def resize_dataset(
-    clean_root: Path, resized_root: Path, cfg: Resize, map_batches: BatchMapper = serial_map, workers: int = 1
+    clean_root: Path, resized_root: Path, cfg: ResizeParams, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> ResizeResult:
     """Resize every image of clean_root's manifest and publish resized_root with its manifest, in the same layout."""
     clean, layout = read_manifest(clean_root, CleanFile)

@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import Params
 from pipeline.core.fsutil import atomic_write_json, category_slug, staged_output
 from pipeline.core.parallel import batch_size_for
 from pipeline.core.progress import track_batches
 from pipeline.dataset.layout import Output, shard_name
 from pipeline.dataset.manifests import ATTEMPTS, SAVED, Attempt, RawFile, write_manifest, write_table
-from pipeline.dataset.params import Layout
+from pipeline.dataset.params import DataParams, Layout
 from pipeline.dataset.sources.base import RawOutput, Scraped, Source, Unit, find_source, raw_member
+from pipeline.dataset.sources.params import SourceParams
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,14 @@ class ScrapeResult:
         return self.counts.get(category, {}).get(SAVED, 0)
 
 
-def define_source(params: Params) -> Source:
-    """The source that params.source.kind names, with its params (`source.<kind>`)."""
-    chosen = params.source
-    return find_source(chosen.kind)(chosen.selected, chosen.per_category, params.seed)
+def define_source(chosen: SourceParams, seed: int) -> Source:
+    """The source that `source.kind` names, with its params (`source.<kind>`)."""
+    return find_source(chosen.kind)(chosen.selected, chosen.per_category, seed)
 
 
-def resume_key(params: Params) -> str:
-    """Unfinished work in the staging folder is resumed only when this (seed + source params) is unchanged."""
-    described = json.dumps({"seed": params.seed, "source": params.source.model_dump(mode="json"), "data": params.data.model_dump(mode="json")},
-                           sort_keys=True)
+def resume_key(chosen: SourceParams, data: DataParams, seed: int) -> str:
+    """Unfinished work in the staging folder is resumed only when this (seed, source and data params) is unchanged."""
+    described = json.dumps({"seed": seed, "source": chosen.model_dump(mode="json"), "data": data.model_dump(mode="json")}, sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 
@@ -61,30 +59,32 @@ def plan_units(source: Source, categories: list[str], batch_size: int) -> Iterat
         yield from (Unit(category, part, tuple(items)) for part, items in enumerate(source.plan(category, batch_size)))
 
 
-def scrape_dataset(params: Params, raw_root: Path, map_units: UnitMapper = map) -> ScrapeResult:
-    """Obtain source.per_category images per category into raw_root (resuming an interrupted run of the same params),
-    in params.data.layout, with the manifest and attempts.csv; a Ctrl-C or SIGTERM stops a network source's transfers at once."""
-    source, categories = define_source(params), params.source.categories
-    total = params.source.per_category * len(categories)
+def scrape_dataset(
+    chosen: SourceParams, data: DataParams, raw_root: Path, seed: int, workers: int = 1, map_units: UnitMapper = map
+) -> ScrapeResult:
+    """Obtain chosen.per_category images per category into raw_root (resuming an interrupted run of the same params),
+    in data.layout, with the manifest and attempts.csv; a Ctrl-C or SIGTERM stops a network source's transfers at once."""
+    source, categories = define_source(chosen, seed), chosen.categories
+    total = chosen.per_category * len(categories)
     stop = threading.Event()
-    layout = params.data.layout
+    layout = data.layout
     direct = layout == "shards" and source.network_threads is None  # a local source writes its shards itself; downloads are packed
-    with staged_output(raw_root, resume_key=resume_key(params)) as staging:
-        shard_size = params.data.shard_size if direct else 0
+    with staged_output(raw_root, resume_key=resume_key(chosen, data, seed)) as staging:
+        shard_size = data.shard_size if direct else 0
         work = partial(fetch_unit, source, staging, stop if source.network_threads else None, shard_size)  # an Event stays in this process
-        units = plan_units(source, categories, shard_size or batch_size_for(total, params.workers))
+        units = plan_units(source, categories, shard_size or batch_size_for(total, workers))
         try:
             results = list(track_batches(map_units(work, units), total, "scrape", unit="file"))
         except BaseException:  # an error, Ctrl-C, SIGTERM
             stop.set()  # transfers in flight are abandoned at once; local batches are short anyway
             raise
-        packed = pack_shards(staging, [row for result in results for row in result.files], params.data.shard_size, map_units) if layout == "shards" and not direct else {}
+        packed = pack_shards(staging, [row for result in results for row in result.files], data.shard_size, map_units) if layout == "shards" and not direct else {}
         result = ScrapeResult(source.describe(), write_raw_manifest(staging, results, layout, packed))
         for category in categories if packed else []:  # packed, and no longer in the journal: the files go
             shutil.rmtree(staging / category_slug(category), ignore_errors=True)
     for category in categories:
-        if (saved := result.saved(category)) < params.source.per_category:
-            log.warning("%s: %d of %d images obtained", category, saved, params.source.per_category)
+        if (saved := result.saved(category)) < chosen.per_category:
+            log.warning("%s: %d of %d images obtained", category, saved, chosen.per_category)
     return result
 
 

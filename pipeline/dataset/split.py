@@ -21,7 +21,7 @@ from pipeline.core.progress import track_batches
 from pipeline.core.shards import ShardWriter, read_member, split_member
 from pipeline.dataset.layout import Output, read_images, work_units
 from pipeline.dataset.manifests import ResizedFile, SplitFile, read_manifest, write_manifest
-from pipeline.dataset.params import Layout, Split
+from pipeline.dataset.params import Layout, SplitParams
 
 SPLIT_FOLDERS = ("train_x", "train_y", "test_x", "test_y")  # the folders layout's
 PREVIEW = "preview.png"
@@ -94,7 +94,7 @@ def split_batch(resized_root: Path, split_root: Path, rows: list[tuple[str, ...]
 
 
 def split_dataset(
-    resized_root: Path, split_root: Path, cfg: Split, seed: int, map_batches: BatchMapper = serial_map, workers: int = 1
+    resized_root: Path, split_root: Path, cfg: SplitParams, seed: int, map_batches: BatchMapper = serial_map, workers: int = 1
 ) -> SplitResult:
     """Write the pairs (x is mode L with y's CIELAB lightness, y is RGB) in the resized images' layout: the folders
     train_x/train_y/test_x/test_y (the same file names), or the shard sets train/ and test/ (a sample `<key>.x.png` and

@@ -19,7 +19,7 @@ from torch.utils.data.distributed import DistributedSampler
 from pipeline.core.errors import PipelineError
 from pipeline.core.parallel import exit_when_orphaned
 from pipeline.model.devices import resolve_device
-from pipeline.model.params import Train
+from pipeline.model.params import TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class World:
         return self.rank == 0
 
 
-def batch_per_process(cfg: Train, world: World) -> int:
+def batch_per_process(cfg: TrainParams, world: World) -> int:
     """Each process's share of `train.batch_size`, which stays the global batch so that results stay comparable;
     refused unless `train.nproc` processes were started."""
     if world.world_size != cfg.nproc:
@@ -128,7 +128,7 @@ def parameters_sha256(net: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def wrap_for_training(net: nn.Module | None, cfg: Train, world: World, device: torch.device) -> nn.Module | None:
+def wrap_for_training(net: nn.Module | None, cfg: TrainParams, world: World, device: torch.device) -> nn.Module | None:
     """What the training step calls: `net`, compiled with `train.compile`, then wrapped in DDP under torchrun."""
     if net is None:
         return None
@@ -147,7 +147,7 @@ def epoch_order(count: int, seed: int, epoch: int, sampler: DistributedSampler |
     return torch.tensor(list(sampler))
 
 
-def needs_torchrun(cfg: Train) -> bool:
+def needs_torchrun(cfg: TrainParams) -> bool:
     """Whether this process must start `train.nproc` training processes under torchrun: more than one is asked for and
     no launcher has started them yet (WORLD_SIZE unset). A batch too small to share among them fails here, in one line."""
     if cfg.nproc == 1 or "WORLD_SIZE" in os.environ:

@@ -19,11 +19,11 @@ from pipeline.core.fsutil import atomic_write_json, staged_output
 from pipeline.core.images import PNG_LEVEL, image_grid
 from pipeline.core.parallel import batched
 from pipeline.core.progress import track_batches
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 from pipeline.model.colorizer import Colorizer, load_colorizer
 from pipeline.model.data import SplitPairs, median_ab
 from pipeline.model.metrics import METRICS, Summary, grayscale_baseline, image_metrics, summarize, tint_baseline
-from pipeline.model.params import Evaluate
+from pipeline.model.params import EvaluateParams
 from pipeline.model.photo_folders import draw_photos, scored_photo
 from pipeline.model.real_photos import real_photos
 
@@ -144,7 +144,7 @@ def score_photos(
     return PhotoScores(**summaries, images=len(by_method["model"])), grid
 
 
-def score_collection(colorizer: Colorizer, folder: Path, rules: Evaluate, clean: Clean, tint: tuple[float, float], grid_rows: int) -> tuple[PhotoScores, list[GridRow]]:
+def score_collection(colorizer: Colorizer, folder: Path, rules: EvaluateParams, clean: CleanParams, tint: tuple[float, float], grid_rows: int) -> tuple[PhotoScores, list[GridRow]]:
     """`score_photos` on up to `evaluate.max_photos` photos drawn from `folder`, each an `evaluate.size` center crop;
     photos clean would drop (gray, unreadable, too small, too large) are skipped."""
     drawn = draw_photos(folder, rules.max_photos)
@@ -186,7 +186,7 @@ def tint_of(colorizer: Colorizer, split_root: Path) -> tuple[float, float]:
 
 def evaluate_model(
     split_root: Path, model_path: Path, eval_root: Path, device: str = "auto", grid_rows: int = 8,
-    rules: Evaluate = Evaluate(), clean: Clean = Clean(),
+    rules: EvaluateParams = EvaluateParams(), clean: CleanParams = CleanParams(),
 ) -> Scores:
     """Score the model and both baselines on every test image, on the real photos and on each collection of
     `rules.collections`; write metrics.json, scores.json, per_category.csv, per_image.csv (test images) and grids/;

@@ -31,7 +31,7 @@ class DiscriminatorParams(StrictModel):
     norm: Literal["batch", "instance", "spectral"] = "spectral"
 
 
-class Train(StrictModel):
+class TrainParams(StrictModel):
     epochs: Annotated[int, Field(ge=1)] = 20
     batch_size: Annotated[int, Field(ge=1)] = 16
     crop: Annotated[int, Field(ge=0)] = 128  # random square crops of this side (0: whole images)
@@ -69,7 +69,7 @@ class Train(StrictModel):
         return int(self.decay * self.epochs)
 
 
-class Evaluate(StrictModel):
+class EvaluateParams(StrictModel):
     """The `evaluate` section: folders of photos of other collections that evaluate also scores the model on."""
 
     collections: dict[str, LocalPath] = {}  # name -> a folder of photos (sub-folders too), none by default

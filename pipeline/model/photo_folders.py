@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.images import color_beyond_tint, to_rgb, ycbcr_cells
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 from pipeline.dataset.resize import resize_image
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _walk(folder: Path) -> Iterator[str]:
                 yield os.path.relpath(path, folder).replace(os.sep, "/")
 
 
-def scored_photo(path: Path, size: int, rules: Clean) -> Image.Image | None:
+def scored_photo(path: Path, size: int, rules: CleanParams) -> Image.Image | None:
     """The photo at `path` as a size×size RGB center crop (scaled down or up, as the resize stage does), upright, or None
     (logged, naming it) when it is not one clean would keep: unreadable, not an image, over clean.max_pixels or 64 MB,
     a side under clean.min_side, or gray."""

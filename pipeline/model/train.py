@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -21,7 +22,6 @@ from PIL import Image
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-from pipeline.config import Params
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
@@ -54,6 +54,7 @@ from pipeline.model.distributed import (
 )
 from pipeline.model.lab import to_uint8
 from pipeline.model.metrics import capped_psnr, grayscale_baseline
+from pipeline.model.params import TrainParams
 from pipeline.model.trainer import Trainer
 from pipeline.model.training_log import TrainingLog, training_log
 from pipeline.model.weights import load_weights
@@ -68,10 +69,10 @@ DISCRIMINATOR_WINS = 0.95  # accuracy on both real and fake pairs above which th
 EXECUTION = {"device", "compile", "loader", "checkpoint_minutes"}  # train params that say where and how it runs: a checkpoint resumes across them
 
 
-def trained_on(params: Params, pairs: SplitPairs) -> dict[str, Any]:
+def trained_on(source: str, pairs: SplitPairs) -> dict[str, Any]:
     """What the model learnt from, recorded in generator.pt: the source kind, the categories, the training images and
     their size."""
-    return {"source": params.source.kind, "categories": pairs.categories, "images": len(pairs), "size": pairs.shape[-1]}
+    return {"source": source, "categories": pairs.categories, "images": len(pairs), "size": pairs.shape[-1]}
 
 
 def training_code() -> dict[str, str]:
@@ -79,12 +80,12 @@ def training_code() -> dict[str, str]:
     return {path.relative_to(ROOT).as_posix(): sha256_file(path) for path in sorted(import_closure(__name__))}
 
 
-def fingerprint(params: Params, split_root: Path) -> str:
+def fingerprint(cfg: TrainParams, seed: int, split_root: Path) -> str:
     """What a checkpoint must match to be resumed: the train params (but EXECUTION), the seed, every byte of the data,
     and the code the training runs (a checkpoint made by other code is not continued)."""
     files = sorted(path for path in split_root.rglob("*") if path.is_file())
     data = {str(path.relative_to(split_root)): sha256_file(path) for path in files}
-    described = {"seed": params.seed, "train": params.train.model_dump(mode="json", exclude=EXECUTION), "data": data, "code": training_code()}
+    described = {"seed": seed, "train": cfg.model_dump(mode="json", exclude=EXECUTION), "data": data, "code": training_code()}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -210,26 +211,36 @@ class TrainingInfo(TypedDict):
     tint_ab: list[float]
 
 
-def train_model(split_root: Path, models_root: Path, live_dir: Path, params: Params) -> TrainingInfo:
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training reads besides its params: the seed, the cores for loading data, and the source kind the split
+    came from (recorded in generator.pt)."""
+
+    seed: int
+    workers: int = 1
+    source: str = ""
+
+
+def train_model(split_root: Path, models_root: Path, live_dir: Path, cfg: TrainParams, run: TrainingRun) -> TrainingInfo:
     """Train (or resume) the colorizer; write models_root/generator.pt and checkpoint.pt; log to live_dir. Under
     torchrun with WORLD_SIZE > 1 this is one of the DDP processes, each training on its shard of every global batch."""
     world = World.from_env()
-    batch_size = batch_per_process(params.train, world)
-    device = training_device(params.train.device, world)
+    batch_size = batch_per_process(cfg, world)
+    device = training_device(cfg.device, world)
     with process_group(world, device):
-        return _train(split_root, models_root, live_dir, params, world, device, batch_size)
+        return _train(split_root, models_root, live_dir, cfg, run, world, device, batch_size)
 
 
 def _train(
-    split_root: Path, models_root: Path, live_dir: Path, params: Params, world: World, device: torch.device, batch_size: int
+    split_root: Path, models_root: Path, live_dir: Path, cfg: TrainParams, run: TrainingRun, world: World, device: torch.device,
+    batch_size: int,
 ) -> TrainingInfo:
     """train_model in this process, once its process group (if any) is set up."""
-    cfg = params.train
-    torch.manual_seed(params.seed)
+    torch.manual_seed(run.seed)
     train_pairs, test_pairs = SplitPairs(split_root, "train"), SplitPairs(split_root, "test")
     held_out = torch.linspace(0, len(test_pairs) - 1, min(len(test_pairs), HEALTH_IMAGES)).round().long()  # across categories
     x_test, y_test = test_pairs.stack(held_out.tolist())
-    key = fingerprint(params, split_root)
+    key = fingerprint(cfg, run.seed, split_root)
     trainer = Trainer.create(cfg, device)
     checkpoint_path = models_root / CHECKPOINT_FILE
     if world.is_main:
@@ -243,35 +254,35 @@ def _train(
             trainer.restore(state, epoch_sums=world.is_main)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             log.warning("train: ignoring %s, whose contents do not fit this training (%s); training from scratch", checkpoint_path, one_line(str(exc)))
-            torch.manual_seed(params.seed)  # the same initial weights as a run that found no checkpoint
+            torch.manual_seed(run.seed)  # the same initial weights as a run that found no checkpoint
             trainer, state = Trainer.create(cfg, device), None
         else:
             if world.is_main:
                 place = f"batch {trainer.batches} of epoch {trainer.epoch + 1}" if trainer.batches else f"epoch {trainer.epoch}"
                 log.info("train: resuming after %s of %d from %s", place, cfg.epochs, checkpoint_path)
     forwards, wrapped_frozen = None, None
-    sampler = DistributedSampler(range(len(train_pairs)), world.world_size, world.rank, seed=params.seed) if world.distributed else None
+    sampler = DistributedSampler(range(len(train_pairs)), world.world_size, world.rank, seed=run.seed) if world.distributed else None
     with (
-        training_pairs(train_pairs, cfg.loader, params.workers, device) as data,
+        training_pairs(train_pairs, cfg.loader, run.workers, device) as data,
         training_log(live_dir, trainer.history) if world.is_main else nullcontext() as curves,  # None on the other ranks
         deferred_stop() as stop,
     ):
         save = (lambda: save_checkpoint(checkpoint_path, trainer.state(key))) if world.is_main else (lambda: None)
         while trainer.epoch < cfg.epochs:
-            order = epoch_order(len(train_pairs), params.seed, trainer.epoch + 1, sampler)
+            order = epoch_order(len(train_pairs), run.seed, trainer.epoch + 1, sampler)
             trainer.start_epoch()
             if forwards is None or wrapped_frozen != trainer.encoder_frozen:  # DDP syncs what was trainable when wrapped
                 forwards = (wrap_for_training(trainer.generator, cfg, world, device), wrap_for_training(trainer.discriminator, cfg, world, device))
                 wrapped_frozen = trainer.encoder_frozen
-            summary = _train_epoch(trainer, data, order, batch_size, params.seed, forwards, world, save, stop)
+            summary = _train_epoch(trainer, data, order, batch_size, run.seed, forwards, world, save, stop)
             if curves is None:
                 trainer.finish_epoch(summary)
             else:
                 _publish_epoch(curves, trainer, summary, key, checkpoint_path, (x_test, y_test))
             stop.stop()  # a stop signal during the epoch's last batch or its checkpoint
     info = TrainingInfo(
-        epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=params.seed,
-        data=trained_on(params, train_pairs), tint_ab=list(median_ab(train_pairs)),
+        epochs=trainer.epoch, history=trainer.history, train=cfg.model_dump(mode="json"), seed=run.seed,
+        data=trained_on(run.source, train_pairs), tint_ab=list(median_ab(train_pairs)),
     )
     if world.is_main:
         save_generator(models_root / GENERATOR_FILE, trainer.saved_generator, cfg.generator, NORMALIZATION, train_pairs.shape[-1], info)

@@ -15,14 +15,14 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.model.data import Batch
 from pipeline.model.devices import autocast
 from pipeline.model.networks import GANLoss, define_discriminator, define_generator
-from pipeline.model.params import Train
+from pipeline.model.params import TrainParams
 
 
 @dataclass
 class Trainer:
     """The networks, their optimizers and losses, and the epoch reached."""
 
-    cfg: Train
+    cfg: TrainParams
     device: torch.device
     generator: nn.Module
     discriminator: nn.Module | None
@@ -38,7 +38,7 @@ class Trainer:
     history: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, cfg: Train, device: torch.device) -> Trainer:
+    def create(cls, cfg: TrainParams, device: torch.device) -> Trainer:
         generator = define_generator(cfg.generator).to(device)
         adam = {"lr": cfg.lr, "betas": (cfg.beta1, 0.999)}
         discriminator, opt_d = None, None
@@ -186,7 +186,7 @@ def _pretrained_parameters(generator: nn.Module) -> list[nn.Parameter]:
     return generator.parameter_groups()[0] if hasattr(generator, "parameter_groups") else []
 
 
-def _parameter_groups(generator: nn.Module, cfg: Train) -> list[dict[str, Any]]:
+def _parameter_groups(generator: nn.Module, cfg: TrainParams) -> list[dict[str, Any]]:
     """The generator's optimizer groups, each with the share of `train.lr` it trains at (`lr_scale`): a pretrained
     encoder's at `train.encoder_lr`."""
     if not hasattr(generator, "parameter_groups"):

@@ -15,9 +15,9 @@ from flows.cli import main
 from flows.scrape import run as run_scrape
 from pipeline.config import ParamsError, parse_params
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.cifar10 import CLASSES, training_set
 from tests.hostile import WritesMarker
+from tests.stages import scrape_with
 
 PER_BATCH = 6  # images per data batch; labels cycle through the first three classes
 
@@ -46,7 +46,7 @@ def test_images_of_the_chosen_classes_are_saved_as_pngs_with_their_index(tmp_pat
     images = write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     chosen = params(tmp_path / "cifar")
-    scrape_dataset(chosen, tmp_path / "raw")
+    scrape_with(chosen, tmp_path / "raw")
     manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert manifest.groupby("category").size().to_dict() == {"airplane": 4, "automobile": 4}
     for row in manifest.itertuples():
@@ -59,7 +59,7 @@ def test_a_name_that_is_not_a_cifar_class_is_a_clear_error(tmp_path):
     write_cifar(tmp_path / "cifar")
     training_set.cache_clear()
     with pytest.raises(PipelineError, match="'cats' is not a CIFAR-10 class"):
-        scrape_dataset(params(tmp_path / "cifar", categories=["cats"]), tmp_path / "raw")
+        scrape_with(params(tmp_path / "cifar", categories=["cats"]), tmp_path / "raw")
 
 
 def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path):
@@ -117,5 +117,5 @@ def test_a_file_that_is_not_a_cifar_batch_is_one_line_naming_it(tmp_path, conten
     batch.write_bytes(content)
     training_set.cache_clear()
     with pytest.raises(PipelineError) as info:
-        scrape_dataset(params(tmp_path / "cifar"), tmp_path / "raw")
+        scrape_with(params(tmp_path / "cifar"), tmp_path / "raw")
     assert str(info.value).startswith(f"{batch}: ") and reason in str(info.value) and "\n" not in str(info.value)

@@ -13,21 +13,21 @@ from PIL import Image
 
 from pipeline.core.images import colorfulness, hamming, perceptual_hash
 from pipeline.dataset.clean import NearDuplicateIndex, clean_dataset, inspect_batch
-from pipeline.dataset.params import Clean
+from pipeline.dataset.params import CleanParams
 from pipeline.dataset.scrape import write_raw_manifest
 from pipeline.dataset.sources.base import Scraped, save_raw
 from pipeline.dataset.sources.synthetic import png_rgb16
 from tests.images import colorful, encode
 
-RULES = Clean(min_side=32)
+RULES = CleanParams(min_side=32)
 
 
-def inspect(tmp_path: Path, data: bytes, name: str = "x.jpg", rules: Clean = RULES):
+def inspect(tmp_path: Path, data: bytes, name: str = "x.jpg", rules: CleanParams = RULES):
     row = save_raw(tmp_path / "raw", "cat", name, data, "test", "test://")
     return inspect_one(tmp_path, rules, row.file, row.category, row.sha256)
 
 
-def inspect_one(tmp_path: Path, rules: Clean, *row: str):
+def inspect_one(tmp_path: Path, rules: CleanParams, *row: str):
     [result] = inspect_batch(tmp_path / "raw", tmp_path / "out", rules, [row])
     return result
 
@@ -65,7 +65,7 @@ def test_truncated_jpeg_and_png_are_rejected(tmp_path):
 @pytest.mark.slow
 def test_decompression_bomb_is_rejected_before_decoding(tmp_path):
     big = encode(Image.new("RGB", (4000, 3000), (200, 30, 30)), "PNG")
-    result = inspect(tmp_path, big, "bomb.png", Clean(max_pixels=1_000_000))
+    result = inspect(tmp_path, big, "bomb.png", CleanParams(max_pixels=1_000_000))
     assert result.reason == "decompression_bomb"
     assert "4000x3000" in result.detail
 

@@ -16,12 +16,13 @@ from pipeline.core.errors import PipelineError
 from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.manifests import SHARDED_MANIFEST, RawFile, read_manifest
 from pipeline.dataset.resize import resize_dataset
-from pipeline.dataset.scrape import fetch_unit, scrape_dataset
+from pipeline.dataset.scrape import fetch_unit
 from pipeline.dataset.sources.base import Unit
 from pipeline.dataset.sources.folder import FolderParams, FolderSource
 from pipeline.dataset.split import split_dataset
 from pipeline.model.data import SplitPairs
 from pipeline.testing.workspace import tiny_params
+from tests.stages import scrape_with
 
 STAGES = ("raw", "clean", "resized", "split")
 
@@ -37,7 +38,7 @@ def params(layout: str, categories: tuple[str, ...] = ("sky", "fruit"), per_cate
 def build(root: Path, chosen: Params) -> Path:
     """scrape → split under root/data, as the stages do; returns root/data."""
     data = root / "data"
-    scrape_dataset(chosen, data / "raw")
+    scrape_with(chosen, data / "raw")
     clean_dataset(data / "raw", data / "clean", chosen.clean)
     resize_dataset(data / "clean", data / "resized", chosen.resize)
     split_dataset(data / "resized", data / "split", chosen.split, chosen.seed)
@@ -88,7 +89,7 @@ def test_shards_are_the_same_bytes_on_every_run_and_an_added_photo_changes_one_s
 def test_a_local_source_writes_its_shards_directly_and_an_interrupted_scrape_keeps_the_shards_it_finished(tmp_path):
     chosen = params("shards")
     whole = tmp_path / "whole" / "raw"
-    scrape_dataset(chosen, whole)
+    scrape_with(chosen, whole)
 
     def interrupted_after(units_done: int):
         def map_units(fn, units):
@@ -100,11 +101,11 @@ def test_a_local_source_writes_its_shards_directly_and_an_interrupted_scrape_kee
 
     raw = tmp_path / "resumed" / "raw"
     with pytest.raises(KeyboardInterrupt):
-        scrape_dataset(chosen, raw, interrupted_after(3))
+        scrape_with(chosen, raw, interrupted_after(3))
     staged = raw.parent / ".raw.partial"
     finished = {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in (staged / "shards").glob("*.tar")}
     assert len(finished) == 3 and not [path for path in staged.iterdir() if path.is_dir() and path.name not in {"shards", ".journal"}]
-    scrape_dataset(chosen, raw)
+    scrape_with(chosen, raw)
     assert digests(raw) == digests(whole)
     assert {name: (path.stat().st_ino, path.stat().st_mtime_ns) for name in finished for path in [raw / "shards" / name]} == finished
 
@@ -140,7 +141,7 @@ def _add_member(shard: Path, member: tarfile.TarInfo, data: bytes = b"") -> None
 def test_a_hostile_or_damaged_raw_shard_stops_clean_in_one_line_naming_it_and_writes_nothing_outside(tmp_path, hostile):
     chosen = params("shards", ("sky",), 6)
     data = tmp_path / "data"
-    scrape_dataset(chosen, data / "raw")
+    scrape_with(chosen, data / "raw")
     shard = data / "raw" / "shards" / "sky-00000.tar"
     if hostile == "truncated":
         shard.write_bytes(shard.read_bytes()[:1500])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.dataset.manifests import MANIFEST, CleanFile, write_table
-from pipeline.dataset.params import Resize
+from pipeline.dataset.params import ResizeParams
 from pipeline.dataset.resize import resize_dataset, resize_image
 from tests.images import colorful, encode
 
@@ -61,7 +61,7 @@ def test_resize_dataset_writes_pngs_and_a_manifest(tmp_path):
     colorful(120, 90, seed=1).save(clean / "sky" / "aaaa.jpg", "JPEG")
     colorful(90, 120, seed=2).save(clean / "sky" / "bbbb.png")
     write_table(clean / MANIFEST, CleanFile, [{"file": "sky/aaaa.jpg", "category": "sky"}, {"file": "sky/bbbb.png", "category": "sky"}])
-    assert resize_dataset(clean, tmp_path / "resized", Resize(size=64)).images == 2
+    assert resize_dataset(clean, tmp_path / "resized", ResizeParams(size=64)).images == 2
     manifest = pd.read_csv(tmp_path / "resized" / "manifest.csv")
     assert list(manifest["file"]) == ["sky/aaaa.png", "sky/bbbb.png"]
     assert list(manifest["clean_file"]) == ["sky/aaaa.jpg", "sky/bbbb.png"]

@@ -20,7 +20,7 @@ def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
     params = parse_params({"workers": 2, "source": {"per_category": MAX_PER_CATEGORY}})
     tracemalloc.start()
     started = time.monotonic()
-    first = list(islice(plan_units(define_source(params), params.source.categories, 1000), 3))
+    first = list(islice(plan_units(define_source(params.source, params.seed), params.source.categories, 1000), 3))
     elapsed, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [(job.category, job.part, job.items[0], len(job.items)) for job in first] == [
@@ -31,7 +31,7 @@ def test_the_largest_synthetic_plan_is_made_lazily_in_constant_memory():
 
 def test_the_plan_covers_every_index_once_in_category_order():
     params = parse_params({"workers": 1, "source": {"categories": ["sky", "sea"], "per_category": 20}})
-    jobs = list(plan_units(define_source(params), params.source.categories, 7))
+    jobs = list(plan_units(define_source(params.source, params.seed), params.source.categories, 7))
     assert [job.name for job in jobs] == ["sky-0", "sky-1", "sky-2", "sea-0", "sea-1", "sea-2"]
     assert [index for job in jobs if job.category == "sea" for index in job.items] == list(range(20))
 

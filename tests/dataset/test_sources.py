@@ -28,7 +28,7 @@ def test_each_source_has_its_own_params_section_with_defaults(kind):
 
 def test_the_kind_selects_the_source_with_its_params():
     params = parse_params({"seed": 7, "source": {"kind": "bing", "per_category": 3, "bing": {"retries": 0}}})
-    source = define_source(params)
+    source = define_source(params.source, params.seed)
     assert type(source) is find_source("bing") and source.name == "bing"
     assert source.params.retries == 0 and source.per_category == 3 and source.seed == 7
     with pytest.raises(ParamsError, match=r"source.kind: Input should be 'bing', 'cifar10', 'folder', 'synthetic', 'tinyimagenet' or 'urls' \(got 'flickr'\)"):

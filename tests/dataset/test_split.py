@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from pipeline.dataset.manifests import MANIFEST, ResizedFile, write_table
-from pipeline.dataset.params import Split
+from pipeline.dataset.params import SplitParams
 from pipeline.dataset.split import SplitError, assign_splits, split_dataset
 from tests.images import colorful
 
@@ -64,7 +64,7 @@ def test_a_category_too_small_to_split_is_a_clear_error():
 
 
 def test_split_dataset_writes_gray_inputs_and_color_targets_with_the_same_names(tmp_path):
-    result = split_dataset(resized_folder(tmp_path, {"sky": 6, "sea": 5}), tmp_path / "split", Split(test_per_category=2), seed=0)
+    result = split_dataset(resized_folder(tmp_path, {"sky": 6, "sea": 5}), tmp_path / "split", SplitParams(test_per_category=2), seed=0)
     root = tmp_path / "split"
     manifest = pd.read_csv(root / "manifest.csv")
     assert result.counts == {"sky": {"test": 2, "train": 4}, "sea": {"test": 2, "train": 3}} and result.total("train") == 7

@@ -11,9 +11,9 @@ import pytest
 from pipeline.config import ParamsError, parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.shards import read_shard
-from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.tinyimagenet import class_ids, class_names
 from tests.images import colorful, encode
+from tests.stages import scrape_with
 
 CLASSES = {"n02124075": "Egyptian cat", "n07749582": "lemon, citrus"}
 
@@ -44,7 +44,7 @@ def params(root: Path, layout: str = "folders", **source):
 def test_the_first_photos_of_each_class_by_name_or_wnid_are_copied_untouched(tmp_path, layout):
     root = write_tiny(tmp_path / "data")
     raw = tmp_path / "raw"
-    scrape_dataset(params(root, layout), raw)
+    scrape_with(params(root, layout), raw)
     manifest = pd.read_csv(raw / "manifest.csv") if layout == "folders" else pd.read_parquet(raw / "manifest.parquet")
     assert manifest.groupby("category").size().to_dict() == {"Egyptian cat": 2, "n07749582": 2}
     assert set(manifest["source"]) == {"tinyimagenet"}
@@ -65,7 +65,7 @@ def test_class_names_are_the_first_names_in_words_txt_in_wnids_order(tmp_path):
 def test_a_name_that_is_not_a_class_is_a_clear_error(tmp_path):
     root = write_tiny(tmp_path)
     with pytest.raises(PipelineError, match="'entity' is not a Tiny ImageNet class"):
-        scrape_dataset(params(root, categories=["entity"]), tmp_path / "raw")
+        scrape_with(params(root, categories=["entity"]), tmp_path / "raw")
 
 
 def test_a_missing_dataset_is_a_params_error_unless_download_is_allowed(tmp_path):
@@ -84,4 +84,4 @@ def test_a_words_file_that_is_not_tiny_imagenets_is_one_line_naming_it(tmp_path,
     root = write_tiny(tmp_path)
     (root / "tiny-imagenet-200" / "words.txt").write_bytes(content)
     with pytest.raises(PipelineError, match=f"words.txt: {reason}$"):
-        scrape_dataset(params(root), tmp_path / "raw")
+        scrape_with(params(root), tmp_path / "raw")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config import ParamsError, parse_params
-from pipeline.dataset.scrape import scrape_dataset
 from pipeline.dataset.sources.urls import UrlsError
 from pipeline.testing.fakebing import FakeBing
+from tests.stages import scrape_with
 
 SPECIAL = {2: "404", 3: "html", 4: "ftp", 5: "huge", 6: "drip_body", 7: "redirect_ftp"}
 
@@ -33,7 +33,7 @@ def test_the_listed_urls_are_downloaded_with_a_manifest_of_every_outcome(tmp_pat
         listed = url_list(fake)
         file = tmp_path / f"urls.{fmt}"
         listed.to_csv(file, index=False) if fmt == "csv" else listed.to_parquet(file, index=False)
-        result = scrape_dataset(params_for(file), tmp_path / "raw")
+        result = scrape_with(params_for(file), tmp_path / "raw")
         bodies = {fake.image_url(query, index): fake.body(query, index) for query, index in [("sky", 0), ("sky", 1), ("sea", 0), ("sea", 1)]}
         huge, dripping, other = fake.image_url("sky", 5), fake.image_url("sky", 6), fake.image_url("other", 0)
     assert result.counts == {
@@ -55,7 +55,7 @@ def test_per_category_takes_the_first_urls_a_category_lists(tmp_path):
         file = tmp_path / "urls.csv"
         pd.DataFrame([(fake.image_url("sky", index), "sky") for index in range(5)], columns=["url", "category"]).to_csv(file, index=False)
         params = parse_params({"source": {"kind": "urls", "categories": ["sky"], "per_category": 3, "urls": {"file": str(file)}}})
-        scrape_dataset(params, tmp_path / "raw")
+        scrape_with(params, tmp_path / "raw")
         assert pd.read_csv(tmp_path / "raw" / "manifest.csv")["source_url"].tolist() == [fake.image_url("sky", i) for i in range(3)]
         assert len(fake.image_requests()) == 3
 
@@ -64,12 +64,12 @@ def test_a_list_without_the_named_columns_is_one_line_naming_the_file(tmp_path):
     file = tmp_path / "urls.csv"
     file.write_text("link,label\nhttp://127.0.0.1:1/a.jpg,sky\n")
     with pytest.raises(UrlsError) as info:
-        scrape_dataset(params_for(file), tmp_path / "raw")
+        scrape_with(params_for(file), tmp_path / "raw")
     assert str(info.value) == f"{file}: no column 'url', 'category' (source.urls.url_column / category_column)"
     file = tmp_path / "urls.parquet"
     file.write_bytes(b"PAR1 not really parquet")
     with pytest.raises(UrlsError, match=rf"^{file}: cannot read it as parquet \(.+\)$"):
-        scrape_dataset(params_for(file), tmp_path / "raw")
+        scrape_with(params_for(file), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from pipeline.model import networks
 from pipeline.model.networks import GANLoss, define_discriminator, define_generator, init_weights
-from pipeline.model.params import DiscriminatorParams, GeneratorParams, Train
+from pipeline.model.params import DiscriminatorParams, GeneratorParams, TrainParams
 
 SMALL_G = GeneratorParams(base_filters=8, depth=3)
 SMALL_D = DiscriminatorParams(base_filters=8)
@@ -72,7 +72,7 @@ def test_every_name_the_params_allow_selects_a_network_part_and_no_other_exists(
     assert allowed(GeneratorParams, "encoder") == set(networks.ENCODERS)
     assert allowed(DiscriminatorParams, "name") == set(networks._DISCRIMINATORS)
     assert allowed(GeneratorParams, "norm") == set(networks._NORMS) == allowed(DiscriminatorParams, "norm") - {"spectral"}
-    assert allowed(Train, "gan_mode") == set(networks._GAN_CRITERIA)
+    assert allowed(TrainParams, "gan_mode") == set(networks._GAN_CRITERIA)
     for upsample in allowed(GeneratorParams, "upsample"):
         define_generator(GeneratorParams(base_filters=4, depth=2, upsample=upsample))
 

@@ -19,9 +19,9 @@ from pipeline.core.fsutil import atomic_copy, atomic_write_bytes, category_slug
 from pipeline.core.shards import MAX_MEMBER_BYTES
 from pipeline.dataset.layout import Output
 from pipeline.dataset.manifests import SAVED, Attempt, RawFile, columns
-from pipeline.dataset.sources.params import SourceParams
+from pipeline.dataset.sources.params import SourceKindParams
 
-P = TypeVar("P", bound=SourceParams)
+P = TypeVar("P", bound=SourceKindParams)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Source(ABC, Generic[P]):
     workers that run the units.
     """
 
-    Params: ClassVar[type[SourceParams]]
+    Params: ClassVar[type[SourceKindParams]]
 
     def __init__(self, params: P, per_category: int, seed: int) -> None:
         self.params = params

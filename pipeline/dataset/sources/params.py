@@ -21,7 +21,7 @@ CIFAR10_FOLDER = "cifar-10-batches-py"  # what the official archive unpacks to
 TINYIMAGENET_FOLDER = "tiny-imagenet-200"  # what the official zip unpacks to
 
 
-class SourceParams(StrictModel):
+class SourceKindParams(StrictModel):
     """A source's own params, `source.<kind>`: the module pipeline/dataset/sources/<kind>.py defines the source."""
 
     kind: ClassVar[str]
@@ -30,7 +30,7 @@ class SourceParams(StrictModel):
         """Raise ValueError("<key under source.<kind>>: <why>") when this source, selected, cannot work with these params."""
 
 
-class BingParams(SourceParams):
+class BingParams(SourceKindParams):
     kind = "bing"
 
     endpoint: str = "https://www.bing.com/images/async"
@@ -50,7 +50,7 @@ class BingParams(SourceParams):
         return value.rstrip("/")
 
 
-class Cifar10Params(SourceParams):
+class Cifar10Params(SourceKindParams):
     kind = "cifar10"
 
     root: LocalPath | None = None  # the folder that holds cifar-10-batches-py
@@ -63,7 +63,7 @@ class Cifar10Params(SourceParams):
             raise ValueError(f"root: {str(self.root)!r} has no {CIFAR10_FOLDER} (set cifar10.download: true to fetch it)")
 
 
-class FolderParams(SourceParams):
+class FolderParams(SourceKindParams):
     kind = "folder"
 
     path: LocalPath | None = None  # a folder with one sub-folder of images per category
@@ -75,7 +75,7 @@ class FolderParams(SourceParams):
             raise ValueError(f"path: {str(self.path)!r} is not a directory")
 
 
-class SyntheticParams(SourceParams):
+class SyntheticParams(SourceKindParams):
     kind = "synthetic"
 
     defect_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
@@ -89,7 +89,7 @@ class SyntheticParams(SourceParams):
         return self
 
 
-class TinyImageNetParams(SourceParams):
+class TinyImageNetParams(SourceKindParams):
     kind = "tinyimagenet"
 
     root: LocalPath | None = None  # the folder that holds tiny-imagenet-200 (train/<wnid>/images/, words.txt)
@@ -102,7 +102,7 @@ class TinyImageNetParams(SourceParams):
             raise ValueError(f"root: {str(self.root)!r} has no {TINYIMAGENET_FOLDER} (set tinyimagenet.download: true to fetch it)")
 
 
-class UrlsParams(SourceParams):
+class UrlsParams(SourceKindParams):
     kind = "urls"
 
     file: LocalPath | None = None  # a .csv or .parquet file with a URL column and a category column
@@ -121,7 +121,7 @@ class UrlsParams(SourceParams):
             raise ValueError(f"file: {str(self.file)!r} is neither .csv nor .parquet")
 
 
-KINDS: dict[str, type[SourceParams]] = {params.kind: params for params in sorted(SourceParams.__subclasses__(), key=lambda p: p.kind)}
+KINDS: dict[str, type[SourceKindParams]] = {params.kind: params for params in sorted(SourceKindParams.__subclasses__(), key=lambda p: p.kind)}
 """Every source kind's params model, by kind."""
 
 
@@ -152,13 +152,13 @@ class _SourceCommon(StrictModel):
         return self
 
     @property
-    def selected(self) -> SourceParams:
+    def selected(self) -> SourceKindParams:
         """The params of the source `kind` selects."""
         return getattr(self, self.kind)
 
 
-Source = create_model(  # kind, categories, per_category, and each kind's own params under its name
-    "Source",
+SourceParams = create_model(  # kind, categories, per_category, and each kind's own params under its name
+    "SourceParams",
     __base__=_SourceCommon,
     kind=(Literal[tuple(KINDS)], "synthetic"),  # type: ignore[valid-type]
     **{kind: (params, params()) for kind, params in KINDS.items()},  # type: ignore[call-overload]
