@@ -24,8 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pipeline.dag import stage_names
 from pipeline.testing.kills import Harness, KillPlan, Run, differences
-from pipeline.testing.workspace import STAGES
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
     places = Counter((run.landed.split(":")[0], run.landed.split(":")[1] if ":" in run.landed else "a random moment", run.kill.signum.name)
                      for run in landed)
     print(f"{'stage':10s} {'where':18s} {'signal':8s} kills")
-    for stage in [*STAGES, "dvc"]:
+    for stage in [*stage_names(), "dvc"]:
         for (where_stage, where, signal_name), count in sorted(places.items()):
             if where_stage == stage:
                 print(f"{stage:10s} {where:18s} {signal_name:8s} {count:5d}")

@@ -33,9 +33,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.dag import data_stages
 from pipeline.testing.workspace import make_workspace  # noqa: E402
 
-DATA_STAGES = ("scrape", "clean", "resize", "split")
+DATA_STAGES = data_stages()
 OUTPUTS = ("data/raw", "data/clean", "data/resized", "data/split")
 TIMES = ".bench-times.jsonl"
 

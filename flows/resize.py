@@ -7,14 +7,16 @@ from prefect import flow
 from flows.cli import main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
+from pipeline.dag import stage
 from pipeline.dataset.resize import ResizeResult, resize_dataset
-from pipeline.paths import CLEAN, RESIZED
+
+(INPUT,), (OUTPUT,) = stage("resize").inputs, stage("resize").outputs
 
 
 @flow(name="resize")
 def resize(params: Params) -> ResizeResult:
     with batch_tasks("resize", params.workers) as batches:
-        return resize_dataset(CLEAN, RESIZED, params.resize, batches, params.workers)
+        return resize_dataset(INPUT, OUTPUT, params.resize, batches, params.workers)
 
 
 def run(params: Params) -> ResizeResult:

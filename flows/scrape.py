@@ -11,9 +11,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.cli import call_flow, main
 from flows.runners import batch_tasks, run_stage
 from pipeline.config import Params
+from pipeline.dag import stage
 from pipeline.dataset.manifests import ATTEMPTS, SAVED
 from pipeline.dataset.scrape import ScrapeResult, define_source, scrape_dataset
-from pipeline.paths import RAW
+
+(OUTPUT,) = stage("scrape").outputs
 
 
 @flow(name="scrape")
@@ -21,7 +23,7 @@ def scrape(params: Params) -> ScrapeResult:
     """Units run concurrently as tasks (a batch of local files, or a network source's unit); an interrupted run resumes."""
     threads = define_source(params.source, params.seed).network_threads or params.workers  # the task runner's (see `run`)
     with batch_tasks("scrape", threads, processes=False) as tasks:
-        result = scrape_dataset(params.source, params.data, RAW, params.seed, params.workers,
+        result = scrape_dataset(params.source, params.data, OUTPUT, params.seed, params.workers,
                                 lambda fn, units: tasks.map(fn, units, lambda _, unit: f"scrape-{unit.name}"))
     outcomes = {outcome for counts in result.counts.values() for outcome in counts} - {SAVED}
     create_table_artifact(
@@ -29,7 +31,7 @@ def scrape(params: Params) -> ScrapeResult:
         table=[{"category": category, **{column: result.counts.get(category, {}).get(column, 0) for column in [SAVED, *sorted(outcomes)]}}
                for category in params.source.categories],
         description=f"Files saved per category from {result.source}, and the source URLs not saved, by reason "
-                    f"(each one is in {RAW / ATTEMPTS})",
+                    f"(each one is in {OUTPUT / ATTEMPTS})",
     )
     return result
 

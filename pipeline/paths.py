@@ -1,17 +1,15 @@
-"""Where the stages read and write, relative to the repository root where DVC runs them: the one home of these paths
-for the code (flows, `colorize`, publishing), which dvc.yaml's deps and outs name too (tests/test_paths.py keeps the
-two the same)."""
+"""The paths of dvc.yaml's model half that code beyond one stage's flow opens (`colorize`, publishing, the pipeline's
+summary), relative to the repository root where DVC runs the stages; read from dvc.yaml (pipeline.dag). A data stage's
+flow takes its own input and output from its stage."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.dag import artifact, stage
+
 DATA = Path("data")
-RAW = DATA / "raw"  # scrape
-CLEAN = DATA / "clean"  # clean
-RESIZED = DATA / "resized"  # resize
-SPLIT = DATA / "split"  # split
-MODELS = DATA / "models"  # train: the generator and the checkpoint
-MODEL = MODELS / "generator.pt"  # the model evaluate scores, `colorize` applies and the registry versions
-TRAINING = DATA / "training"  # train: dvclive's curves and samples
-EVAL = DATA / "eval"  # evaluate
+(SPLIT,) = stage("train").inputs  # the training and test photos
+MODELS, TRAINING = stage("train").outputs  # the generator and the checkpoint; dvclive's curves and samples
+MODEL = artifact("colorizer")  # the model evaluate scores, `colorize` applies and the registry versions
+(EVAL,) = stage("evaluate").outputs

@@ -24,8 +24,7 @@ TARGET = os.environ.get("COLORIZE_CRASH_AT", "")
 REPORT = os.environ.get("COLORIZE_CRASH_REPORT", "")
 CENSUS = os.environ.get("COLORIZE_CRASH_CENSUS", "")
 SIGNAL = signal.Signals[os.environ.get("COLORIZE_CRASH_SIGNAL", "SIGKILL")]
-STAGING = {".raw.partial": "scrape", ".clean.partial": "clean", ".resized.partial": "resize", ".split.partial": "split", ".eval.partial": "evaluate"}
-TRAINING = {"models": "train", "training": "train"}
+STAGING = json.loads(os.environ.get("COLORIZE_CRASH_STAGING", "{}"))  # staging folder (.raw.partial) -> its stage, from kills.py
 
 
 def write_kind(relative: str) -> str | None:

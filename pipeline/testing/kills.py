@@ -21,9 +21,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.core.fsutil import staging_path
+from pipeline.dag import model_stage, stage_names, stages
 from pipeline.model.colorizer import Colorizer
 from pipeline.model.weights import load_weights
-from pipeline.testing.workspace import STAGES, edit_params, files, make_workspace, run
+from pipeline.testing.workspace import edit_params, files, make_workspace, run
 
 CRASH_HOOK = Path(__file__).with_name("crash_hook.py")
 RUN_TOKEN = "COLORIZE_KILL_HARNESS_RUN"  # in the environment of every process of a run: how its leftovers are found
@@ -78,7 +80,7 @@ class Run:
             if self.seconds is None or self.seconds > TERM_SECONDS:
                 found.append(f"SIGTERM took {self.seconds or GRACE_SECONDS:.1f} s to end the run")
             said = self.output.count(TERMINATED)  # DVC says nothing: between stages (landed 'dvc'), nothing may say it
-            if said > 1 or (said == 0 and self.landed.split(":")[0] in STAGES):
+            if said > 1 or (said == 0 and self.landed.split(":")[0] in stage_names()):
                 found.append(f"{said} lines saying the stage was terminated: {_tail(self.output)}")
         return found
 
@@ -100,10 +102,16 @@ def processes_of(token: str) -> dict[int, str]:
     return found
 
 
+def staging_folders() -> dict[str, str]:
+    """Each staging folder a stage publishes its output from (`.raw.partial` for data/raw), with the stage's name: every
+    stage's but the model stage's, which writes in place and resumes from its checkpoint."""
+    return {staging_path(out).name: found.name for found in stages() if found != model_stage() for out in found.outputs}
+
+
 def running_stage(token: str) -> str | None:
     """The stage a run is running (its `python -m flows.<stage>` process), or None between stages."""
     commands = " ".join(processes_of(token).values())
-    return next((stage for stage in STAGES if f"flows.{stage}" in commands), None)
+    return next((stage for stage in stage_names() if f"flows.{stage}" in commands), None)
 
 
 class Harness:
@@ -125,7 +133,7 @@ class Harness:
         token = uuid.uuid4().hex
         report, log = repo.parent / f"crash-{token}.jsonl", repo.parent / f"run-{token}.log"
         extra = {RUN_TOKEN: token, "PYTHONPATH": os.pathsep.join(filter(None, [str(self.hook), env.get("PYTHONPATH")])),
-                 "COLORIZE_CRASH_REPORT": str(report)}
+                 "COLORIZE_CRASH_REPORT": str(report), "COLORIZE_CRASH_STAGING": json.dumps(staging_folders())}
         if kill is not None and kill.write:
             extra |= {"COLORIZE_CRASH_AT": kill.write, "COLORIZE_CRASH_SIGNAL": kill.signum.name}
         if census is not None:
@@ -209,7 +217,7 @@ class KillPlan:
 
     def chain(self, count: int) -> list[Kill]:
         """`count` kills for one chain, in the order of the stages (a moment of the whole run first)."""
-        order = {stage: index for index, stage in enumerate(STAGES)}
+        order = {stage: index for index, stage in enumerate(stage_names())}
 
         def place(kill: Kill) -> int:
             return order[kill.write.split(":")[0]] if kill.write else order.get(kill.stage or "", -1)

@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]  # a source checkout: this file is pipeline/testing/workspace.py
-STAGES = ("scrape", "clean", "resize", "split", "train", "evaluate")
 
 
 def tiny_params() -> dict:

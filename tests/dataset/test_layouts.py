@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.config import Params, parse_params
 from pipeline.core.errors import PipelineError
+from pipeline.dag import data_stages, stage
 from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.manifests import SHARDED_MANIFEST, RawFile, read_manifest
 from pipeline.dataset.resize import resize_dataset
@@ -24,7 +25,7 @@ from pipeline.model.data import SplitPairs
 from pipeline.testing.workspace import tiny_params
 from tests.stages import scrape_with
 
-STAGES = ("raw", "clean", "resized", "split")
+DATA_OUTPUTS = [out for name in data_stages() for out in stage(name).outputs]  # data/raw to data/split
 
 
 def params(layout: str, categories: tuple[str, ...] = ("sky", "fruit"), per_category: int = 14) -> Params:
@@ -57,10 +58,10 @@ def colors(data: Path) -> list[bytes]:
 def test_shards_hold_what_folders_hold_in_a_few_files_with_parquet_manifests(tmp_path):
     folders, shards = build(tmp_path / "folders", params("folders")), build(tmp_path / "shards", params("shards"))
     assert colors(folders) == colors(shards) and len(colors(shards)) > 10
-    for stage in STAGES:
-        names = {path.name for path in (shards / stage).iterdir()}
+    for output in DATA_OUTPUTS:
+        names = {path.name for path in (shards / output.name).iterdir()}
         assert SHARDED_MANIFEST in names and "manifest.csv" not in names
-        files = [path for path in (shards / stage).rglob("*") if path.is_file()]
+        files = [path for path in (shards / output.name).rglob("*") if path.is_file()]
         assert all(path.suffix in {".tar", ".parquet", ".csv", ".json", ".png"} for path in files), files
     raw, layout = read_manifest(shards / "raw", RawFile)
     assert layout == "shards" and raw.groupby("category")["shard"].nunique().to_dict() == {"fruit": 4, "sky": 4}  # 14 photos, 4 to a shard
@@ -76,10 +77,10 @@ def test_shards_are_the_same_bytes_on_every_run_and_an_added_photo_changes_one_s
     two = build(tmp_path / "two", params("shards", ("sky",), 13))
     assert digests(one) == digests(two)
     more = build(tmp_path / "more", params("shards", ("sky",), 14))
-    for stage in ("raw", "clean", "resized"):
-        before, after = ({name: md5 for name, md5 in digests(data / stage).items() if name.endswith(".tar")} for data in (one, more))
+    for folder in ("raw", "clean", "resized"):
+        before, after = ({name: md5 for name, md5 in digests(data / folder).items() if name.endswith(".tar")} for data in (one, more))
         changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
-        assert changed == {"shards/sky-00003.tar"}, (stage, changed)
+        assert changed == {"shards/sky-00003.tar"}, (folder, changed)
     before, after = (digests(data / "split") for data in (one, more))
     changed = {name for name in before.keys() | after.keys() if name.endswith(".tar") and before.get(name) != after.get(name)}
     assert changed - {"train/sky-00003.tar", "test/sky-00003.tar"} <= {"train/sky-00000.tar", "train/sky-00001.tar", "train/sky-00002.tar"}

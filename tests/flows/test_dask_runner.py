@@ -15,6 +15,7 @@ from flows import clean, resize, scrape, split
 from flows.cli import main
 from flows.runners import CONNECT_TIMEOUT, RunnerError, run_batch
 from pipeline.config import parse_params
+from pipeline.dag import data_stages, stage
 from pipeline.testing.fakebing import FakeBing
 from tests.prefect_api import task_run_names
 
@@ -36,8 +37,8 @@ def build(folder: Path, monkeypatch: pytest.MonkeyPatch, runner: dict[str, str],
         "workers": 2, "runner": runner, "resize": {"size": 32}, "split": {"test_per_category": 2}, "data": {"layout": layout, "shard_size": 4},
         "source": {"categories": ["sky", "forest"], "per_category": 12, "synthetic": {"defect_rate": 0.3}},
     })
-    for stage in (scrape, clean, resize, split):
-        stage.run(params)
+    for flow_stage in (scrape, clean, resize, split):
+        flow_stage.run(params)
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
@@ -56,14 +57,14 @@ def last_flow_run_id(name: str):
 def test_dask_runner_writes_the_same_bytes_and_reports_its_task_runs(tmp_path, monkeypatch, prefect_api_url, cluster, layout):
     expected = build(tmp_path / "local", monkeypatch, {"kind": "local"}, layout)
     manifest = "manifest.csv" if layout == "folders" else "manifest.parquet"
-    assert {f"data/{stage}/{manifest}" for stage in ("raw", "clean", "resized", "split")} | {"data/clean/rejected.csv"} <= set(expected)
+    assert {f"{out.as_posix()}/{manifest}" for name in data_stages() for out in stage(name).outputs} | {"data/clean/rejected.csv"} <= set(expected)
     images = [name for name in expected if name.startswith("data/resized/") and name.endswith(".png" if layout == "folders" else ".tar")]
     assert len(images) > 10 if layout == "folders" else 0 < len(images) <= 6  # 12 photos of each category, 4 to a shard
     before = batches_run_on(cluster)
     got = build(tmp_path / "dask", monkeypatch, {"kind": "dask", "address": cluster.scheduler_address}, layout)
     assert got.keys() == expected.keys()
     assert [name for name in expected if got[name] != expected[name]] == []
-    reported = {stage: task_run_names(last_flow_run_id(stage)) for stage in ("scrape", "clean", "resize", "split")}
+    reported = {stage: task_run_names(last_flow_run_id(stage)) for stage in data_stages()}
     assert sum(map(len, reported.values())) == batches_run_on(cluster) - before > 0  # every batch ran on Dask, and reported to the test's Prefect API
     if layout == "shards":  # a task per shard: scrape's units, then one per raw shard it packs
         raw_shards = sum(name.startswith("data/raw/shards/") for name in expected)

@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
+from pipeline.dag import data_stages
 from pipeline.testing.workspace import REPO, tiny_params
 
 
@@ -33,7 +34,7 @@ def split_data(tmp_path_factory, prefect_api_url) -> Path:
     """A project whose data stages ran (tiny, in shards), up to data/split."""
     folder = tmp_path_factory.mktemp("project")
     _write_params(folder)
-    for stage in ("scrape", "clean", "resize", "split"):
+    for stage in data_stages():
         assert _run_stage(folder, stage, prefect_api_url).returncode == 0
     return folder
 

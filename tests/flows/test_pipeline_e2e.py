@@ -14,9 +14,10 @@ import torch
 import yaml
 from PIL import Image
 
+from pipeline.dag import stage_names
 from pipeline.model.colorizer import Colorizer
 from pipeline.testing.kills import RUN_TOKEN, processes_of
-from pipeline.testing.workspace import STAGES, edit_params, make_workspace, run
+from pipeline.testing.workspace import edit_params, make_workspace, run
 from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 
 pytestmark = pytest.mark.e2e
@@ -29,13 +30,13 @@ def project(tmp_path: Path, prefect_api_url: str) -> tuple[Path, dict[str, str]]
 
 
 def stages_run(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+    return {stage for stage in stage_names() if f"Running stage '{stage}'" in output}
 
 
 def test_dvc_repro_builds_the_dataset_then_skips_then_reruns_only_what_changed(project):
     repo, env = project
     first = run(repo, env, "dvc", "repro")
-    assert stages_run(first.stdout) == set(STAGES)
+    assert stages_run(first.stdout) == set(stage_names())
 
     raw = pd.read_csv(repo / "data/raw/manifest.csv")
     assert set(raw.columns) >= {"file", "category", "source", "source_url", "sha256", "bytes"}
@@ -73,7 +74,7 @@ def test_dvc_repro_in_the_shards_layout_writes_a_few_shards_per_stage_trains_eva
     repo, env = project
     edit_params(repo, data={"layout": "shards", "shard_size": 4})
     first = run(repo, env, "dvc", "repro")
-    assert stages_run(first.stdout) == set(STAGES)
+    assert stages_run(first.stdout) == set(stage_names())
     for stage in ("raw", "clean", "resized", "split"):
         files = [path for path in (repo / "data" / stage).rglob("*") if path.is_file()]
         assert (repo / "data" / stage / "manifest.parquet").is_file() and not (repo / "data" / stage / "manifest.csv").exists()

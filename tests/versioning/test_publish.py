@@ -14,7 +14,8 @@ from flows.pipeline import schedule
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import LockHeld
-from pipeline.testing.workspace import REPO, STAGES, edit_params, make_workspace
+from pipeline.dag import stage_names
+from pipeline.testing.workspace import REPO, edit_params, make_workspace
 from pipeline.versioning.publish import PublishError, commit_version, register_model, uncommitted
 from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
 
@@ -38,7 +39,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_the_stages_come_in_the_dags_order():
-    assert stage_order(REPO) == list(STAGES)
+    assert stage_order(REPO) == list(stage_names())
 
 
 def test_changed_stages_are_those_whose_lock_entry_differs():

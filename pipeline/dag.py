@@ -1,0 +1,67 @@
+"""The DAG as dvc.yaml writes it, the one place it is written: the stages in their order, the flow module each one
+runs, the data it reads and what it writes. The code reads them here (pipeline/paths.py names the outputs the stages
+open); DVC reads the same file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+DVC_FILE = Path(__file__).resolve().parents[1] / "dvc.yaml"  # in the repository root, beside this package
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # the flow its command runs: `python -m <module>`
+    inputs: tuple[Path, ...]  # the data it reads: its deps under data/
+    outputs: tuple[Path, ...]  # its outs
+
+
+@cache
+def _dvc_yaml() -> dict:
+    return yaml.load(DVC_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@cache
+def stages() -> tuple[Stage, ...]:
+    """dvc.yaml's stages in the file's order, which runs each one after the stages whose outputs it reads."""
+    return tuple(
+        Stage(
+            name,
+            stage["cmd"].removeprefix("python -m ").split()[0],
+            tuple(Path(dep) for dep in stage.get("deps", []) if dep.startswith("data/")),
+            tuple(Path(out if isinstance(out, str) else next(iter(out))) for out in stage.get("outs", [])),
+        )
+        for name, stage in _dvc_yaml()["stages"].items()
+    )
+
+
+def stage(name: str) -> Stage:
+    for found in stages():
+        if found.name == name:
+            return found
+    raise LookupError(f"{DVC_FILE.name} has no stage {name!r}")
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(found.name for found in stages())
+
+
+def data_stages() -> tuple[str, ...]:
+    """The stages that build the dataset: those before the first that writes a model (scrape to split)."""
+    names = stage_names()
+    return names[: names.index(model_stage().name)]
+
+
+def model_stage() -> Stage:
+    """The stage that writes the model dvc.yaml's `colorizer` artifact names."""
+    return next(found for found in stages() if any(artifact().is_relative_to(out) for out in found.outputs))
+
+
+def artifact(name: str = "colorizer") -> Path:
+    """The path of one of dvc.yaml's artifacts (the model registry's entry)."""
+    return Path(_dvc_yaml()["artifacts"][name]["path"])
