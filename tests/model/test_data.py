@@ -4,6 +4,7 @@ way; a bad file is one line naming it."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -48,6 +49,20 @@ def test_memory_and_streaming_serve_the_same_batches_in_the_order_given(any_spli
         for _ in range(2):  # two passes: streaming processes persist between them
             got = list(data.batches(order, 4, start=1))
             assert len(got) == 2 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected, strict=True))
+
+
+def test_leaving_a_stream_in_the_middle_of_a_pass_ends_its_processes_at_once(split):
+    """StreamedPairs.close relies on DataLoader's iterator (`_iterator._shutdown_workers`: no public way ends persistent
+    workers while a pass is under way); a PyTorch without them fails here."""
+    before = set(multiprocessing.active_children())
+    with training_pairs(SplitPairs(split, "train"), "stream", 2, CPU) as data:
+        batches = data.batches(torch.arange(10), 2, start=0)
+        next(batches)
+        started = set(multiprocessing.active_children()) - before
+        assert len(started) == 2
+    for process in started:
+        process.join(timeout=10)
+    assert not [process for process in started if process.is_alive()] and batches is not None  # still referenced
 
 
 def test_auto_streams_a_split_over_the_memory_budget_and_says_so(split, monkeypatch, caplog):
