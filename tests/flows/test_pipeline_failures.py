@@ -128,5 +128,5 @@ def test_a_pipeline_run_killed_with_its_stage_is_marked_crashed_once_its_heartbe
     assert pipeline_run.state.is_running() and train_run.state.is_running()
     with get_client(sync_client=True) as client:
         wait_for(lambda: all(client.read_flow_run(run.id).state.is_crashed() for run in (pipeline_run, train_run)),
-                 3 * HEARTBEAT_SECONDS + 150, "the killed runs were not marked Crashed")  # a server on a busy machine lags
+                 3 * HEARTBEAT_SECONDS + 60, "the killed runs were not marked Crashed")
         assert "no heartbeat" in client.read_flow_run(pipeline_run.id).state.message
