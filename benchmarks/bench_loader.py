@@ -62,11 +62,11 @@ def child(kind: str, split: Path, loader: str, workers: int) -> None:
         with training_pairs(pairs, loader, workers, torch.device("cpu")) as data:
             seen = sum(len(x) for x, _ in data.batches(torch.randperm(len(pairs)), 16, 0))
     else:
-        from pipeline.model.train import TrainingRun, train_model
+        from flows.train import run_training
 
         params = parse_params({"seed": 0, "workers": workers, "train": {"epochs": 1, "loader": loader, "samples": 0}})
         with tempfile.TemporaryDirectory() as out:
-            train_model(split, Path(out) / "models", Path(out) / "live", params.train, TrainingRun(params.seed, params.workers, params.source.kind))
+            run_training(params, split, Path(out) / "models", Path(out) / "live")
         seen = len(pairs)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)

@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from flows.train import run_training
 from pipeline.config import Params, parse_params
 from pipeline.core.fsutil import sha256_file
 from pipeline.core.images import luminance_gray
@@ -40,7 +41,7 @@ from pipeline.dataset.clean import clean_dataset
 from pipeline.dataset.manifests import MANIFEST, RawFile, ResizedFile, SplitFile, columns, read_table, write_table
 from pipeline.dataset.resize import resize_dataset
 from pipeline.model.evaluate import evaluate_model
-from pipeline.model.train import GENERATOR_FILE, TrainingRun, train_model
+from pipeline.model.train import GENERATOR_FILE
 from pipeline.presets import PRESETS, applied
 
 SHOWN = ("psnr", "ssim", "ab_error", "accuracy_eps2", "accuracy_eps5", "colorfulness")
@@ -119,7 +120,7 @@ def train_variant(name: str, params: Params, split_root: Path, work: Path) -> tu
     folder = work / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)
     started = time.monotonic()
-    train_model(split_root, folder / "models", folder / "training", params.train, TrainingRun(params.seed, params.workers, params.source.kind))
+    run_training(params, split_root, folder / "models", folder / "training")
     return folder / "models" / GENERATOR_FILE, (time.monotonic() - started) / 60
 
 

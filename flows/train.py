@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -19,9 +20,9 @@ from pipeline.model.training_log import samples_image
 from pipeline.paths import MODELS, SPLIT, TRAINING
 
 
-def run_training(params: Params) -> TrainingInfo:
-    """The training itself, without Prefect: what the flow runs."""
-    return train_model(SPLIT, MODELS, TRAINING, params.train, TrainingRun(params.seed, params.workers, params.source.kind))
+def run_training(params: Params, split: Path = SPLIT, models: Path = MODELS, live: Path = TRAINING) -> TrainingInfo:
+    """The training itself, without Prefect: what the flow runs (tests and benchmarks name folders of their own)."""
+    return train_model(split, models, live, params.train, TrainingRun(params.seed, params.workers, params.source.kind))
 
 
 @flow(name="train")

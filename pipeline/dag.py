@@ -59,7 +59,10 @@ def data_stages() -> tuple[str, ...]:
 
 def model_stage() -> Stage:
     """The stage that writes the model dvc.yaml's `colorizer` artifact names."""
-    return next(found for found in stages() if any(artifact().is_relative_to(out) for out in found.outputs))
+    found = [each for each in stages() if any(artifact().is_relative_to(out) for out in each.outputs)]
+    if not found:
+        raise LookupError(f"{DVC_FILE.name}: no stage writes the colorizer artifact {artifact()}")
+    return found[0]
 
 
 def artifact(name: str = "colorizer") -> Path:

@@ -34,3 +34,9 @@ def test_the_stages_split_into_the_data_half_and_the_model_half():
 def test_a_stage_not_in_dvc_yaml_is_not_found():
     with pytest.raises(LookupError, match="dvc.yaml has no stage 'dedupe'"):
         dag.stage("dedupe")
+
+
+def test_an_artifact_no_stage_writes_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(dag, "artifact", lambda name="colorizer": Path("data/elsewhere/generator.pt"))
+    with pytest.raises(LookupError, match="dvc.yaml: no stage writes the colorizer artifact data/elsewhere/generator.pt"):
+        dag.model_stage()

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import pipeline.model.data
+from flows.train import run_training
 from pipeline.core.errors import PipelineError
 from pipeline.model.data import SplitPairs, training_pairs
 from pipeline.model.train import CHECKPOINT_FILE
 from tests.images import colorful
 from tests.model.test_train import tiny_params, tiny_split
-from tests.stages import train_with
 
 CPU = torch.device("cpu")
 
@@ -76,7 +76,7 @@ def test_training_from_a_stream_ends_where_training_from_memory_does(split, tmp_
     runs = {}
     for loader in ("memory", "stream"):
         params = tiny_params(2, loader=loader).model_copy(update={"workers": 2})
-        train_with(split, tmp_path / loader / "models", tmp_path / loader / "live", params)
+        run_training(params, split, tmp_path / loader / "models", tmp_path / loader / "live")
         runs[loader] = torch.load(tmp_path / loader / "models" / CHECKPOINT_FILE, weights_only=True)
     for name, tensor in runs["memory"]["generator"].items():
         assert torch.equal(tensor, runs["stream"]["generator"][name]), name

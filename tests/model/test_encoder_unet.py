@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flows.train import run_training
 from pipeline.core.errors import PipelineError
 from pipeline.model import encoders
 from pipeline.model.colorizer import Colorizer, save_generator
@@ -17,7 +18,6 @@ from pipeline.model.train import GENERATOR_FILE
 from pipeline.model.trainer import Trainer
 from tests.images import colorful
 from tests.model.test_train import tiny_params, tiny_split
-from tests.stages import train_with
 
 CONFIG = GeneratorParams(name="encoder_unet", base_filters=4)
 ENCODER_MODEL = {"generator": {"name": "encoder_unet", "base_filters": 4}}
@@ -96,7 +96,7 @@ def test_the_encoder_is_frozen_for_its_share_of_the_epochs_then_learns_at_its_ow
 
 def test_one_training_keeps_a_frozen_encoder_and_its_model_file_colorizes_without_the_package(tmp_path, monkeypatch, package_weights):
     split = tiny_split(tmp_path / "split", {"train": 8, "test": 2})
-    info = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(2, warmup=0.5, ema=0, **ENCODER_MODEL))
+    info = run_training(tiny_params(2, warmup=0.5, ema=0, **ENCODER_MODEL), split, tmp_path / "models", tmp_path / "live")
     assert info["epochs"] == 2 and {"loss_d", "loss_g_l1"} <= set(info["history"][1])
     monkeypatch.setattr(encoders, "pretrained_file", lambda *args: pytest.fail("a model file must not need the package"))
     colorizer = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, "cpu")
@@ -110,7 +110,7 @@ def test_one_training_keeps_a_frozen_encoder_and_its_model_file_colorizes_withou
 def test_an_unfrozen_encoder_learns(tmp_path):
     split = tiny_split(tmp_path / "split", {"train": 8, "test": 2})
     path = tmp_path / "models" / GENERATOR_FILE
-    train_with(split, path.parent, tmp_path / "live", tiny_params(1, lambda_gan=0, ema=0, encoder_frozen=0, **ENCODER_MODEL))
+    run_training(tiny_params(1, lambda_gan=0, ema=0, encoder_frozen=0, **ENCODER_MODEL), split, path.parent, tmp_path / "live")
     trained, pretrained = Colorizer.load(path, "cpu").net.encoder.state_dict(), EfficientNetLite0Encoder()
     pretrained.load_pretrained()
     assert not torch.equal(trained["_conv_stem.weight"], pretrained.state_dict()["_conv_stem.weight"])

@@ -15,6 +15,7 @@ import torch
 import pipeline.model.train
 from flows.cli import main
 from flows.train import run as run_train
+from flows.train import run_training
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.shards import ShardWriter
@@ -33,7 +34,6 @@ from pipeline.model.train import (
 from pipeline.model.trainer import Trainer
 from tests.hostile import WritesMarker
 from tests.images import colorful, encode
-from tests.stages import train_with
 
 
 def tiny_split(root: Path, per_split: dict[str, int], layout: Layout = "folders") -> Path:
@@ -70,7 +70,7 @@ def split(tmp_path):
 
 
 def test_training_writes_a_generator_colorize_can_load_and_logs_each_epoch(split, tmp_path):
-    info = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(2))
+    info = run_training(tiny_params(2), split, tmp_path / "models", tmp_path / "live")
     assert info["epochs"] == 2 and len(info["history"]) == 2
     assert {"loss_d", "loss_g_gan", "loss_g_l1", "images_per_second"} <= set(info["history"][0])
     colorizer = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, device="cpu")
@@ -108,7 +108,7 @@ EVERY_BATCH = 1e-9  # train.checkpoint_minutes: a checkpoint after every batch b
 )
 def test_a_run_killed_after_a_checkpoint_resumes_from_its_place_to_exactly_the_same_state(split, tmp_path, monkeypatch, checkpoint_minutes, checkpoints):
     params = tiny_params(3, checkpoint_minutes=checkpoint_minutes, **RECIPE)
-    straight = train_with(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
+    straight = run_training(params, split, tmp_path / "straight" / "models", tmp_path / "straight" / "live")
     save, places = pipeline.model.train.save_checkpoint, []
 
     def save_then_die(path: Path, state: dict) -> None:
@@ -121,9 +121,9 @@ def test_a_run_killed_after_a_checkpoint_resumes_from_its_place_to_exactly_the_s
     with monkeypatch.context() as patched:
         patched.setattr(pipeline.model.train, "save_checkpoint", save_then_die)
         with pytest.raises(Killed):
-            train_with(split, resumed / "models", resumed / "live", params)
+            run_training(params, split, resumed / "models", resumed / "live")
     assert places == checkpoints
-    again = train_with(split, resumed / "models", resumed / "live", params)
+    again = run_training(params, split, resumed / "models", resumed / "live")
     assert again["epochs"] == 3
     assert_same_training(tmp_path / "straight" / "models", resumed / "models", straight, again)
 
@@ -146,7 +146,7 @@ def test_a_run_killed_after_writing_its_log_but_before_its_checkpoint_resumes_wi
     with monkeypatch.context() as patched:
         patched.setattr(pipeline.model.train, "save_checkpoint", die_before_the_third)
         with pytest.raises(Killed):
-            train_with(split, tmp_path / "models", live, params)
+            run_training(params, split, tmp_path / "models", live)
     samples = live / "plots" / "images" / "samples"
     first_samples = (samples / "epoch-001.png").read_bytes()
     assert len(_curve(live, "loss_g_l1")) == 3 and (samples / "epoch-003.png").is_file()
@@ -155,7 +155,7 @@ def test_a_run_killed_after_writing_its_log_but_before_its_checkpoint_resumes_wi
         torn.write("3\t0.69")  # a row cut short
     (samples / ".epoch-004.png.x.tmp").write_bytes(b"\x89PNG")  # a write cut short
 
-    info = train_with(split, tmp_path / "models", live, params)
+    info = run_training(params, split, tmp_path / "models", live)
     assert info["epochs"] == 3 and len(info["history"]) == 3
     for name in ("loss_g_l1", "loss_d", "test_psnr", "d_accuracy_real"):
         assert [step for step, _ in _curve(live, name)] == ["0", "1", "2"], name
@@ -166,7 +166,7 @@ def test_a_run_killed_after_writing_its_log_but_before_its_checkpoint_resumes_wi
 
 
 def test_the_warm_up_trains_the_generator_alone_then_the_adversarial_phase_starts(split, tmp_path):
-    history = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(3, **RECIPE))["history"]
+    history = run_training(tiny_params(3, **RECIPE), split, tmp_path / "models", tmp_path / "live")["history"]
     assert [("loss_d" in epoch, "d_accuracy_real" in epoch, "loss_g_gan" in epoch) for epoch in history] == [
         (False, False, False), (True, True, True), (True, True, True)
     ]
@@ -174,7 +174,7 @@ def test_the_warm_up_trains_the_generator_alone_then_the_adversarial_phase_start
 
 
 def test_the_saved_generator_is_the_weight_average(split, tmp_path):
-    train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(2, **RECIPE))
+    run_training(tiny_params(2, **RECIPE), split, tmp_path / "models", tmp_path / "live")
     checkpoint = torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=True)
     saved = Colorizer.load(tmp_path / "models" / GENERATOR_FILE, device="cpu").net.state_dict()
     assert all(torch.equal(tensor, checkpoint["ema"][name]) for name, tensor in saved.items())
@@ -214,7 +214,7 @@ def test_the_discriminator_rests_while_its_running_accuracy_is_above_the_cap(run
 
 @pytest.mark.parametrize(("cap", "updated"), [(1.0, 1.0), (0.01, 0.0)])  # the running accuracy starts at 0.5
 def test_a_cap_of_1_never_rests_the_discriminator_and_a_cap_near_0_always_does(split, tmp_path, cap, updated):
-    history = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(3, warmup=0, d_max_accuracy=cap))["history"]
+    history = run_training(tiny_params(3, warmup=0, d_max_accuracy=cap), split, tmp_path / "models", tmp_path / "live")["history"]
     assert [epoch["d_updated"] for epoch in history] == [updated] * 3
 
 
@@ -229,7 +229,7 @@ def test_learning_rates_fall_linearly_over_the_decay_epochs():
 
 
 def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
-    history = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(1))["history"]
+    history = run_training(tiny_params(1), split, tmp_path / "models", tmp_path / "live")["history"]
     scores = history[0]
     assert scores["test_colorfulness_truth"] > 20 and scores["test_psnr_gray"] > 5
     assert scores["test_psnr"] != scores["test_psnr_gray"] and scores["test_colorfulness"] >= 0
@@ -240,15 +240,15 @@ def test_each_epoch_scores_the_held_out_images_against_gray(split, tmp_path):
 def test_the_log_warns_when_the_discriminator_wins(split, tmp_path, caplog):
     overpowered = {"lr": 2e-3, "lambda_gan": 1e-6, "warmup": 0, "discriminator": {"base_filters": 16, "n_layers": 2, "norm": "batch"}}  # G ignores D
     with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
-        history = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(10, **overpowered))["history"]
+        history = run_training(tiny_params(10, **overpowered), split, tmp_path / "models", tmp_path / "live")["history"]
     wins = [min(epoch["d_accuracy_real"], epoch["d_accuracy_fake"]) > DISCRIMINATOR_WINS for epoch in history]
     warnings = [record.getMessage() for record in caplog.records if "the discriminator wins" in record.getMessage()]
     assert not wins[0] and wins[-1] and len(warnings) == sum(wins)
 
 
 def test_changed_params_start_afresh_instead_of_resuming(split, tmp_path):
-    train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(1))
-    info = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(1, lr=1e-3))
+    run_training(tiny_params(1), split, tmp_path / "models", tmp_path / "live")
+    info = run_training(tiny_params(1, lr=1e-3), split, tmp_path / "models", tmp_path / "live")
     assert info["epochs"] == 1 and len(info["history"]) == 1
 
 
@@ -269,14 +269,14 @@ def test_a_checkpoint_is_tied_to_all_the_code_the_training_runs():
 
 
 def test_changed_data_starts_afresh_even_with_the_same_file_names(split, tmp_path):
-    before = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(1))["history"][0]
+    before = run_training(tiny_params(1), split, tmp_path / "models", tmp_path / "live")["history"][0]
     colorful(32, 32, seed=99).save(split / "train_y" / "sky_train00.png")  # same names, new bytes
-    after = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(2))["history"]
+    after = run_training(tiny_params(2), split, tmp_path / "models", tmp_path / "live")["history"]
     assert len(after) == 2 and after[0] != before  # a resume would have kept epoch 1 as it was
 
 
 def test_lambda_gan_zero_trains_an_l1_only_baseline_without_a_discriminator(split, tmp_path):
-    info = train_with(split, tmp_path / "models", tmp_path / "live", tiny_params(1, lambda_gan=0))
+    info = run_training(tiny_params(1, lambda_gan=0), split, tmp_path / "models", tmp_path / "live")
     health = {"test_psnr", "test_psnr_gray", "test_colorfulness", "test_colorfulness_truth"}
     assert set(info["history"][0]) == {"loss_g_l1", "images_per_second", *health}
     assert torch.load(tmp_path / "models" / CHECKPOINT_FILE, weights_only=True)["discriminator"] is None
@@ -292,7 +292,7 @@ def _checkpoint_that_runs_code(path: Path, marker: Path) -> bytes:
 @pytest.mark.parametrize("damage", ["runs_code", "truncated", "not_torch"])
 def test_a_checkpoint_that_cannot_be_loaded_safely_is_ignored_with_a_warning_and_training_starts_afresh(split, tmp_path, caplog, damage):
     models, marker = tmp_path / "models", tmp_path / "marker"
-    train_with(split, models, tmp_path / "live", tiny_params(1))
+    run_training(tiny_params(1), split, models, tmp_path / "live")
     checkpoint = models / CHECKPOINT_FILE
     contents = {
         "runs_code": _checkpoint_that_runs_code(checkpoint, marker),
@@ -301,7 +301,7 @@ def test_a_checkpoint_that_cannot_be_loaded_safely_is_ignored_with_a_warning_and
     }[damage]
     checkpoint.write_bytes(contents)  # as a dvc pull, a shared workspace or a copied folder could deliver it
     with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
-        info = train_with(split, models, tmp_path / "live", tiny_params(2))
+        info = run_training(tiny_params(2), split, models, tmp_path / "live")
     assert not marker.exists()
     assert info["epochs"] == 2 and len(info["history"]) == 2  # from scratch, not from a restored epoch
     warning = next(record.getMessage() for record in caplog.records if record.levelno == logging.WARNING)
@@ -311,14 +311,14 @@ def test_a_checkpoint_that_cannot_be_loaded_safely_is_ignored_with_a_warning_and
 
 
 def test_a_checkpoint_whose_contents_do_not_fit_is_ignored_and_the_run_equals_one_without_it(split, tmp_path, caplog):
-    clean = train_with(split, tmp_path / "clean" / "models", tmp_path / "clean" / "live", tiny_params(1))
+    clean = run_training(tiny_params(1), split, tmp_path / "clean" / "models", tmp_path / "clean" / "live")
     models = tmp_path / "damaged" / "models"
     models.mkdir(parents=True)
     state = torch.load(tmp_path / "clean" / "models" / CHECKPOINT_FILE, weights_only=True)
     state["generator"] = {"weight": torch.zeros(3)}  # the right fingerprint, the wrong network
     torch.save(state, models / CHECKPOINT_FILE)
     with caplog.at_level(logging.WARNING, logger="pipeline.model.train"):
-        damaged = train_with(split, models, tmp_path / "damaged" / "live", tiny_params(1))
+        damaged = run_training(tiny_params(1), split, models, tmp_path / "damaged" / "live")
     assert any("whose contents do not fit this training" in record.getMessage() for record in caplog.records)
     assert clean["history"][0]["loss_g_l1"] == damaged["history"][0]["loss_g_l1"]
 
@@ -354,7 +354,7 @@ def test_sigterm_inside_an_epoch_checkpoints_at_the_next_batch_and_hands_the_sig
     """As a preempted machine's SIGTERM: the stage's handler (here one that raises) runs once the batch is done and
     its place is checkpointed; the next run continues from there to the end an uninterrupted run reaches."""
     params = tiny_params(2, **RECIPE)  # checkpoints at the end of epochs only, but for the signal
-    straight = train_with(split, tmp_path / "straight" / "models", tmp_path / "straight" / "live", params)
+    straight = run_training(params, split, tmp_path / "straight" / "models", tmp_path / "straight" / "live")
     augment, batches = pipeline.model.train.augment, []
 
     def augment_and_signal(x, y, crop, rng):
@@ -372,13 +372,13 @@ def test_sigterm_inside_an_epoch_checkpoints_at_the_next_batch_and_hands_the_sig
         with monkeypatch.context() as patched, caplog.at_level(logging.INFO, "pipeline.model.train"):
             patched.setattr(pipeline.model.train, "augment", augment_and_signal)
             with pytest.raises(Killed):
-                train_with(split, resumed / "models", resumed / "live", params)
+                run_training(params, split, resumed / "models", resumed / "live")
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert len(batches) == 5 and "train: stopping after batch 2 of 3 of epoch 2, which the checkpoint records" in caplog.text
     checkpoint = torch.load(resumed / "models" / CHECKPOINT_FILE, weights_only=True)
     assert (checkpoint["epoch"], checkpoint["batches"]) == (1, 2) and checkpoint["epoch_totals"]["images"] == 8
     with caplog.at_level(logging.INFO, "pipeline.model.train"):
-        again = train_with(split, resumed / "models", resumed / "live", params)
+        again = run_training(params, split, resumed / "models", resumed / "live")
     assert "train: resuming after batch 2 of epoch 2 of 2" in caplog.text
     assert_same_training(tmp_path / "straight" / "models", resumed / "models", straight, again)

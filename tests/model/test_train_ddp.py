@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import pipeline.model.train
+from flows.train import run_training
 from pipeline.config import load_params
 from pipeline.core.errors import PipelineError
 from pipeline.model.colorizer import Colorizer
@@ -34,7 +35,6 @@ from pipeline.model.distributed import World, parameters_sha256
 from pipeline.model.train import CHECKPOINT_FILE, GENERATOR_FILE
 from pipeline.testing.kills import RUN_TOKEN, processes_of
 from tests.model.test_train import RECIPE, assert_same_training, tiny_params, tiny_split
-from tests.stages import train_with
 
 pytestmark = pytest.mark.slow  # torchrun processes
 
@@ -98,7 +98,7 @@ def record_one_rank(root: Path) -> None:
             os.kill(os.getppid(), signal.SIGTERM)
 
     with recording(root / "split", preempt) as seen:
-        train_with(root / "split", root / "models", root / "live", load_params(root / "params.yaml"))
+        run_training(load_params(root / "params.yaml"), root / "split", root / "models", root / "live")
     (root / f"rank{World.from_env().rank}.json").write_text(json.dumps({"batches": seen.batches, "log": seen.log}))
 
 
@@ -234,7 +234,7 @@ def test_the_stage_with_nproc_above_1_becomes_torchrun_on_loopback(monkeypatch):
 def test_a_batch_smaller_than_the_processes_or_another_number_of_them_is_refused_before_training(world_size, train, error, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
     with pytest.raises(PipelineError, match=error):
-        train_with(tmp_path / "split", tmp_path / "models", tmp_path / "live", tiny_params(1, **train))
+        run_training(tiny_params(1, **train), tmp_path / "split", tmp_path / "models", tmp_path / "live")
     assert not (tmp_path / "models").exists()
 
 
