@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows import stop_while_starting, stopped
 from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import LAST_WORD, PipelineError
 
 PIPELINE_TAG = "COLORIZE_PIPELINE_TAG"  # set by the pipeline flow for the stages it runs: their flow runs carry the tag
 STAGE_RUN = "COLORIZE_STAGE_RUN_ID"  # set by the pipeline flow: the flow run it made for the stage, under its stage task
@@ -105,11 +105,18 @@ def run_command(name: str, body: Callable[[], None], when_interrupted: str, when
         body()
     except PipelineError as exc:
         exit_at_the_next_signal()
-        sys.exit(f"{name}: error: {exc}")
+        sys.exit(last_word(f"{name}: error: {exc}"))
     except KeyboardInterrupt as exc:
         exit_at_the_next_signal()
-        sys.exit(f"{name}: {interrupted(exc)}; {when_interrupted}")
+        sys.exit(last_word(f"{name}: {interrupted(exc)}; {when_interrupted}"))
     exit_at_the_next_signal(when_exiting)
+
+
+def last_word(line: str) -> str:
+    """The command's last line, also written where the pipeline that runs it as a stage reads it (LAST_WORD)."""
+    if path := os.environ.get(LAST_WORD):
+        Path(path).write_text(line, encoding="utf-8")
+    return line
 
 
 def exit_at_the_next_signal(line: str = "") -> None:
@@ -118,7 +125,7 @@ def exit_at_the_next_signal(line: str = "") -> None:
 
     def exit_now(signum: int, frame: Any) -> None:
         if line:
-            print(line.format(how=stopped(signum)), file=sys.stderr, flush=True)
+            print(last_word(line.format(how=stopped(signum))), file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):

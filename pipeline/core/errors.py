@@ -1,5 +1,7 @@
 """The errors a user can fix: the stages turn these into one clear line and a non-zero exit code."""
 
+LAST_WORD = "COLORIZE_LAST_WORD"  # set by the pipeline for the stages it runs: the file a stage writes that line to
+
 
 class PipelineError(Exception):
     """A problem with the user's data or params, with a message that says what and where."""

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -14,21 +15,17 @@ from typing import Any
 
 import yaml
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import LAST_WORD, PipelineError
 from pipeline.core.fsutil import exclusive_lock
 
 LOCK_FILE = Path(".dvc/tmp/pipeline.lock")
-DVC_HINTS = (  # what `dvc repro` advises a person at a terminal; the pipeline flow pushes and commits by itself
-    "To track the changes with git, run:", "git add ", "To enable auto staging, run:", "dvc config core.autostage",
-    "Use `dvc push` to send your updates to remote storage.",
-)
-_LOG_LINE = re.compile(
-    r"^\d{2}:\d{2}:\d{2}\.\d{3} \| (?P<level>[A-Z]+) *\| (?:(?P<run>(?:Flow|Task) run '[^']*')|[\w.]+) - (?P<message>.*)$"
-)
+LOG_FORMAT = "[%(levelname)s] %(message)s"  # how a stage the pipeline runs writes its log lines, which the pipeline reads
+_LOG_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\] (?P<message>.*)$")
+STAGE_LOGGING = {  # Prefect's console format for the stage, set through its documented PREFECT_LOGGING_* overrides
+    f"PREFECT_LOGGING_FORMATTERS_STANDARD_{key}": LOG_FORMAT for key in ("FORMAT", "FLOW_RUN_FMT", "TASK_RUN_FMT")
+}
 RUN_COMPLETED = "Finished in state Completed("  # Prefect's line as each of the stage's runs ends: its own run shows it
 RUN_FAILED = "Finished in state Failed("
-DVC_UP_TO_DATE = "Data and pipelines are up to date."  # DVC's line after each skipped stage: the task's state says it
-DVC_FAILED = "ERROR: failed to reproduce "  # DVC's generic line after a stage's command failed
 MAX_HELD = 100  # failure lines held back at most, before they are relayed anyway
 
 
@@ -66,82 +63,94 @@ def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: dict[str, str] | None = None) -> None:
-    """`dvc repro --single-item <stage>` (with `env` added to its environment): DVC decides whether it is stale. Every
-    output line goes to `log` with its level, without the stage's own log time, level and logger or run name (the
-    caller's log adds its own), without DVC's hints to commit or push by hand, and without what the stage's last word
-    repeats: a failed stage raises StageFailed with that word, its one-line reason, which the caller says once."""
-    environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
-    environment["TQDM_DISABLE"] = "1"  # the stages log their progress; bars would flood the log with \r updates
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    relay = _Relay(stage, log)
-    with subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            relay.line(line.rstrip())
-    relay.flush()
+    """DVC reproduces `stage` alone if it is stale (with `env` added to its environment), in a process of its own. Every
+    output line goes to `log` with its level, without the stage's own log time and logger or run name (the caller's log
+    adds its own), and without what the stage's last word repeats: a failed stage raises StageFailed with that word, its
+    one-line reason, which the caller says once."""
+    with tempfile.TemporaryDirectory(prefix="last-word-") as folder:
+        last_word = Path(folder) / "last-word"
+        environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
+        environment |= STAGE_LOGGING | {LAST_WORD: str(last_word), "TQDM_DISABLE": "1"}  # bars would flood the log
+        command = [sys.executable, "-m", __name__, stage]
+        relay = _Relay(stage, log)
+        with subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                relay.line(line.rstrip())
+        said = last_word.read_text(encoding="utf-8").strip() if last_word.is_file() else ""
+    relay.flush(said)
     if process.returncode != 0:
-        raise StageFailed(relay.reason())
+        raise StageFailed(_reason(stage, said))
+
+
+def _reason(stage: str, last_word: str) -> str:
+    """A failed stage's one line: its command's last word (`<stage>: error: <reason>`), or else DVC's reason."""
+    if last_word.startswith(f"{stage}: "):
+        return f"{stage}: {last_word.removeprefix(f'{stage}: ').removeprefix('error: ')}"
+    return f"stage {stage!r} failed: {last_word or 'no output'}"
 
 
 class _Relay:
-    """Relays a stage's output to `log`, holding back its failure lines until its last word shows whether they repeat it.
-
-    The stage's command ends a failure with one line, `<stage>: error: <reason>` (or `<stage>: interrupted; ...`), after
-    its runs logged the same reason (`error: <reason>`, `Finished in state Failed(...)`) and before DVC adds its generic
-    `ERROR: failed to reproduce ...`: that last word is the reason, and the lines that repeat it are dropped."""
+    """Relays a stage's output to `log`, holding back its failure lines until its last word shows whether they repeat it:
+    the stage's runs log its reason (`error: <reason>`, `Finished in state Failed(...)`) before its command ends with it
+    (`<stage>: error: <reason>`)."""
 
     def __init__(self, stage: str, log: Callable[[int, str], None]):
         self.stage, self.log = stage, log
         self.held: list[tuple[int, str]] = []
-        self.last_word: str | None = None
-        self.last_error = ""  # the last line that mentions an error, for a stage that fails without a last word (killed)
 
     def line(self, line: str) -> None:
-        if not line or line.strip().startswith(DVC_HINTS) or line == DVC_UP_TO_DATE:
+        if not line:
             return
-        if "error" in line.lower():
-            self.last_error = line
-        if line.startswith(f"{self.stage}: ") and _LOG_LINE.match(line) is None:
-            self.last_word = line.removeprefix(f"{self.stage}: ").removeprefix("error: ")
-            self.held = [(level, message) for level, message in self.held if self.last_word not in message]
+        match = _LOG_LINE.match(line)
+        level = logging.getLevelNamesMapping().get(match["level"], logging.INFO) if match else logging.INFO
+        message = match["message"] if match else line
+        if message.startswith(RUN_COMPLETED):  # says nothing once its run's name is gone
             return
-        if self.last_word is not None and line.startswith(DVC_FAILED):
+        failure = level >= logging.ERROR or message.startswith(RUN_FAILED) or (match is None and line.startswith(f"{self.stage}: "))
+        if failure and len(self.held) < MAX_HELD:
+            self.held.append((level, message))
             return
-        relayed = _level_and_message(line)
-        if relayed is None:
-            return
-        level, message = relayed
-        if (level >= logging.ERROR or message.startswith(RUN_FAILED)) and len(self.held) < MAX_HELD:
-            self.held.append(relayed)
-            return
-        self.flush()
         self.log(level, message)
 
-    def flush(self) -> None:
+    def flush(self, last_word: str) -> None:
+        """Relay the lines held back, but those that repeat the stage's last word."""
+        reason = last_word.split(": error: ", 1)[-1]
         for level, message in self.held:
-            self.log(level, message)
+            if not reason or (reason not in message and message != last_word):
+                self.log(level, message)
         self.held = []
 
-    def reason(self) -> str:
-        """The failed stage's one line: its last word, or else DVC's last error line."""
-        if self.last_word is not None:
-            return f"{self.stage}: {self.last_word}"
-        cause = self.last_error.removeprefix("ERROR: ") or "no output"
-        return f"stage {self.stage!r} failed: {cause}"
 
+def _reproduce(stage: str) -> None:
+    """`python -m pipeline.versioning.rebuild <stage>`, in the workspace: DVC's Python API reproduces `stage` alone if
+    it is stale; DVC's warnings and errors as log lines, its reason for a failure as the last word (unless the stage's
+    command said its own)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
-def _level_and_message(line: str) -> tuple[int, str] | None:
-    """A line of the stage's output: a log line ("12:00:00.000 | WARNING | <logger, or flow or task run> - message") as
-    its level and message (the caller's log says which stage), anything else at INFO; None for a run's "Finished in
-    state Completed()", which says nothing once its run's name is gone."""
-    match = _LOG_LINE.match(line)
-    if match is None:
-        return logging.INFO, line
-    if match["run"] and match["message"].startswith(RUN_COMPLETED):
-        return None
-    return logging.getLevelNamesMapping().get(match["level"], logging.INFO), match["message"]
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    dvc_log = logging.getLogger("dvc")
+    dvc_log.handlers, dvc_log.propagate = [handler], False
+    dvc_log.setLevel(logging.WARNING)
+    try:
+        with Repo(".") as repo:
+            repo.reproduce(targets=[stage], single_item=True)
+    except DvcException as exc:
+        reason = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
+        last_word = Path(os.environ[LAST_WORD])
+        if not last_word.is_file():
+            last_word.write_text(reason, encoding="utf-8")
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reached the stage too: its last word says it
+        sys.exit(130)
 
 
 def workspace_lock(root: Path, owner: str) -> AbstractContextManager[None]:
     """Hold the workspace's rebuild lock; refuse clearly, naming the holder, when another rebuild has it."""
     return exclusive_lock(root / LOCK_FILE, owner, f"{root.resolve()}: another pipeline run is rebuilding this workspace")
+
+
+if __name__ == "__main__":
+    _reproduce(sys.argv[1])
