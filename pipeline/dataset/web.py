@@ -5,24 +5,26 @@ body: a watchdog shuts the sockets of a transfer that overruns, however slowly t
 bounds its size, a body cut short is a failure, redirects go to http(s) URLs only, a body is kept only when it
 starts as an image does (the signatures bing-image-downloader accepts), and a stop request (Ctrl-C) abandons the
 transfers in flight at once.
+
+The transfers are httpx's, through its public hooks only: the `trace` request extension hands over each connection's
+socket, and `SSLContext.sslsocket_class` each TLS socket before its handshake, for the watchdog to shut.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
-import http.client
 import posixpath
 import socket
 import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any
+
+import httpx
 
 from pipeline.core.errors import Stopped
 
@@ -106,11 +108,10 @@ class _Transfer:
         for sock in sockets:
             _shut(sock)
 
-    def create_connection(self, address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
-        """socket.create_connection within the time left, the socket watched (http.client's _create_connection)."""
-        sock = socket.create_connection(address, self.remaining(), source_address)
-        self.watch(sock)
-        return sock
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's `trace` request extension: each new connection's socket watched as soon as it is connected."""
+        if event == "connection.connect_tcp.complete":
+            self.watch(info["return_value"].get_extra_info("socket"))
 
 
 def _shut(sock: socket.socket) -> None:
@@ -120,54 +121,18 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-class _WatchedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, *args: Any, transfer: _Transfer, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = transfer.create_connection
+_handshaking = threading.local()  # .transfer: the transfer whose TLS handshake this thread is about to make
 
 
-class _WatchedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, transfer: _Transfer, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._transfer = transfer
-        self._create_connection = transfer.create_connection
+class _WatchedSSLSocket(ssl.SSLSocket):
+    """A TLS socket watched by its transfer before its handshake, so that a slow handshake is cut too (the socket it
+    wraps is detached by then): `SSLContext.sslsocket_class`."""
 
-    def connect(self) -> None:
-        """As HTTPSConnection.connect, with the TLS socket watched before its handshake (a slow handshake is cut too)."""
-        http.client.HTTPConnection.connect(self)
-        host = self._tunnel_host or self.host
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=host, do_handshake_on_connect=False)
-        self._transfer.watch(self.sock)
-        self.sock.do_handshake()
-
-
-class _WatchedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, transfer: _Transfer) -> None:
-        super().__init__()
-        self.transfer = transfer
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(partial(_WatchedHTTPConnection, transfer=self.transfer), req)
-
-
-class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, transfer: _Transfer, context: ssl.SSLContext) -> None:
-        super().__init__(context=context)
-        self.transfer = transfer
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(partial(_WatchedHTTPSConnection, transfer=self.transfer), req, context=self._context)
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow at most MAX_REDIRECTS redirects, to http(s) URLs only (urllib would also follow them to ftp://)."""
-
-    max_redirections = MAX_REDIRECTS
-
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if not is_http(newurl):
-            raise FetchError("redirect_refused", f"HTTP {code} redirect to non-http URL {newurl!r} refused")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def do_handshake(self, block: bool = False) -> None:
+        transfer = getattr(_handshaking, "transfer", None)
+        if transfer is not None:
+            transfer.watch(self)
+        super().do_handshake(block)
 
 
 class Downloader:
@@ -185,12 +150,16 @@ class Downloader:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.stop = stop
-        self.headers = headers
         self._transfers: set[_Transfer] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name=f"watchdog-{name}", daemon=True)
-        self._tls = ssl.create_default_context()  # once: loading the CA certificates costs more than a download
+        tls = ssl.create_default_context()  # once: loading the CA certificates costs more than a download
+        tls.sslsocket_class = _WatchedSSLSocket
+        # A connection per transfer (none kept alive: each one's sockets are its own to shut); the body as sent, never
+        # decompressed (a small compressed body can inflate past any bound).
+        self._client = httpx.Client(verify=tls, limits=httpx.Limits(max_keepalive_connections=0),
+                                    headers={"Accept-Encoding": "identity", **headers})
 
     def __enter__(self) -> Downloader:
         self._watchdog.start()
@@ -199,6 +168,7 @@ class Downloader:
     def __exit__(self, *exc: object) -> None:
         self._closed.set()
         self._watchdog.join()
+        self._client.close()
 
     def image(self, url: str) -> bytearray:
         """The image at `url`; FetchError says why not."""
@@ -217,33 +187,47 @@ class Downloader:
         transfer = _Transfer(self.timeout)
         with self._lock:
             self._transfers.add(transfer)
+        _handshaking.transfer = transfer
         try:
-            return self._read(url, transfer)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+            return self._follow(url, transfer)
+        except (OSError, ValueError, httpx.HTTPError, httpx.InvalidURL) as exc:
             if transfer.abandoned:  # whatever the shut socket made the read raise
                 raise self._abandoned(transfer) from None
             raise _fetch_error(exc) from None
         finally:
+            _handshaking.transfer = None
             with self._lock:
                 self._transfers.discard(transfer)
 
-    def _read(self, url: str, transfer: _Transfer) -> bytearray:
-        opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler(transfer), _WatchedHTTPSHandler(transfer, self._tls))
-        request = urllib.request.Request(url, headers=self.headers)
+    def _follow(self, url: str, transfer: _Transfer) -> bytearray:
+        """The body at `url`, through at most MAX_REDIRECTS redirects, to http(s) URLs only."""
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self._client.build_request("GET", url, timeout=transfer.remaining(), extensions={"trace": transfer.trace})
+            with contextlib.closing(self._client.send(request, stream=True)) as response:
+                if not response.is_redirect:
+                    return self._body(response, transfer)
+                status = response.status_code
+                url = urllib.parse.urljoin(url, response.headers["Location"])
+                if not is_http(url):
+                    raise FetchError("redirect_refused", f"HTTP {status} redirect to non-http URL {url!r} refused")
+        raise FetchError("http_status", f"HTTP {status}: more than {MAX_REDIRECTS} redirects", status)
+
+    def _body(self, response: httpx.Response, transfer: _Transfer) -> bytearray:
+        if response.status_code >= 400:
+            raise FetchError("http_status", f"HTTP {response.status_code} {response.reason_phrase}", response.status_code,
+                             _retry_after(response.headers))
+        length = _content_length(response)
+        if length is not None and length > self.max_bytes:
+            raise FetchError("too_large", f"Content-Length {length} > {self.key}.max_bytes={self.max_bytes}")
+        body = bytearray()
         try:
-            response = opener.open(request, timeout=transfer.remaining())
-        except urllib.error.HTTPError as exc:
-            exc.close()  # the status is all we need: release the connection now
-            raise
-        with response:
-            length = _content_length(response)
-            if length is not None and length > self.max_bytes:
-                raise FetchError("too_large", f"Content-Length {length} > {self.key}.max_bytes={self.max_bytes}")
-            body = bytearray()
-            while chunk := response.read(_CHUNK):
+            for chunk in response.iter_raw(_CHUNK):
                 body += chunk
                 if len(body) > self.max_bytes:
                     raise FetchError("too_large", f"more than {self.key}.max_bytes={self.max_bytes} bytes")
+        except httpx.RemoteProtocolError:
+            if transfer.abandoned or length is None:
+                raise
         if transfer.abandoned:  # a shut socket can look like the end of the body
             raise self._abandoned(transfer)
         if length is not None and len(body) < length:
@@ -274,9 +258,7 @@ class Downloader:
                 transfer.abandon("timeout")
 
 
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
+def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("Content-Length")
     return int(value) if value is not None and value.strip().isdigit() else None
 
@@ -296,17 +278,12 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _fetch_error(exc: BaseException) -> FetchError:
-    """The outcome of a failed request: the HTTP status, a timeout, a body cut short, or the network error."""
+    """The outcome of a failed request: a timeout, or the network error."""
     if isinstance(exc, FetchError):
         return exc
-    if isinstance(exc, urllib.error.HTTPError):
-        return FetchError("http_status", f"HTTP {exc.code} {exc.reason}", exc.code, _retry_after(exc.headers))
-    if isinstance(exc, http.client.IncompleteRead):
-        return FetchError("short_body", f"body cut short: {len(exc.partial)} bytes, then the connection closed")
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError):
-        return FetchError("timeout", f"no answer within the time left ({reason or 'timed out'})")
-    return FetchError("network", str(reason) or type(reason).__name__)
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return FetchError("timeout", f"no answer within the time left ({exc or 'timed out'})")
+    return FetchError("network", str(exc) or type(exc).__name__)
 
 
 def request_url(link: str) -> str:

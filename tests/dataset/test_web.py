@@ -3,6 +3,8 @@ image host, with its hostile modes), each transfer bounded in time and size, onl
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -83,6 +85,43 @@ def test_a_server_that_drips_or_redirects_forever_is_cut_at_the_timeout(server, 
     started = time.monotonic()
     assert reason(server, index, timeout=1) == "timeout"
     assert time.monotonic() - started < 3  # the whole transfer, however many bytes or redirects trickle in
+
+
+@pytest.fixture
+def dripping_tls_server() -> Iterator[str]:
+    """A server whose TLS handshake never ends: a record header announcing 16 KiB, then one byte each 0.2 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    def drip(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), connection:
+            connection.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16384 bytes to come
+            while not done.wait(0.2):
+                connection.sendall(b"\x00")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/sky.jpg"
+    done.set()
+    listener.close()
+
+
+def test_a_tls_handshake_that_drips_is_cut_at_the_timeout_or_at_once_by_a_stop_request(dripping_tls_server):
+    started = time.monotonic()
+    with downloader(timeout=1) as web, pytest.raises(FetchError) as failure:
+        web.image(dripping_tls_server)
+    assert failure.value.reason == "timeout" and time.monotonic() - started < 3
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with downloader(stop, timeout=30) as web, pytest.raises(Stopped, match="test: stopped"):
+        web.image(dripping_tls_server)
+    assert time.monotonic() - started < 2
 
 
 def test_a_stop_request_abandons_a_transfer_in_flight_at_once(server):
