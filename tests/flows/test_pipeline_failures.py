@@ -45,9 +45,25 @@ def start_pipeline(repo: Path, env: dict[str, str], token: str) -> subprocess.Po
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def latest_run(flow: str) -> FlowRun:
+def latest_run(flow: str) -> FlowRun | None:
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])), sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])), sort=FlowRunSort.START_TIME_DESC, limit=1)
+    return runs[0] if runs else None
+
+
+def is_running(flow: str) -> bool:
+    run = latest_run(flow)
+    return run is not None and run.state.is_running()
+
+
+def sent_a_heartbeat(flow: str) -> bool:
+    """Whether the latest run of `flow` runs and has sent its first heartbeat (as it starts): from then on it is watched."""
+    run = latest_run(flow)
+    if run is None or not run.state.is_running():
+        return False
+    query = {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]}, "any_resource": {"id": [f"prefect.flow-run.{run.id}"]}}}
+    with get_client(sync_client=True) as client:
+        return client.request("POST", "/events/filter", json=query).json()["total"] > 0
 
 
 def stage_run(pipeline_run: FlowRun, stage: str) -> FlowRun:
@@ -94,7 +110,7 @@ def test_a_stage_killed_while_the_pipeline_runs_is_marked_crashed_and_fails_the_
     pipeline = start_pipeline(repo, env, token)
     try:
         wait_for(lambda: any("flows.train" in command for command in processes_of(token).values()), 300, "the train stage never started")
-        wait_for(lambda: latest_run("train").state.is_running(), 60, "the train stage's run never began")
+        wait_for(lambda: is_running("train"), 60, "the train stage's run never began")
         for pid, command in processes_of(token).items():
             if "flows.train" in command:
                 os.kill(pid, signal.SIGKILL)
@@ -116,8 +132,8 @@ def test_a_pipeline_run_killed_with_its_stage_is_marked_crashed_once_its_heartbe
     token = uuid.uuid4().hex
     pipeline = start_pipeline(repo, env, token)
     try:
-        wait_for(lambda: latest_run("train").state.is_running() and latest_run("colorize-pipeline").state.is_running(), 300,
-                 "the train stage's run never began")
+        wait_for(lambda: sent_a_heartbeat("train") and sent_a_heartbeat("colorize-pipeline"), 300,
+                 "the train stage's run never sent its first heartbeat")
         os.killpg(pipeline.pid, signal.SIGKILL)
         pipeline.wait(timeout=30)
         wait_for(lambda: not processes_of(token), 30, "a process of the killed run lives on")
