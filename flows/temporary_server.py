@@ -1,5 +1,10 @@
 """Prefect's temporary API server, for stages run without PREFECT_API_URL: one per stage, out of reach of Ctrl-C, and
-never outliving the stage that started it."""
+never outliving the stage that started it.
+
+Prefect offers no public hook for the process of the server it starts on demand, so this adapter relies on three of its
+internals, here only: `SubprocessASGIServer._instances` (the server registered under None is the one Prefect starts),
+`_run_uvicorn_command` (which starts it), and that this method starts it with `subprocess.Popen`, swapped for the length
+of that call. tests/flows/test_temporary_server.py fails when a Prefect release changes any of them."""
 
 from __future__ import annotations
 
