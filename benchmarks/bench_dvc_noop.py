@@ -4,7 +4,7 @@
 
 Run it in a workspace that is up to date (after `dvc repro`). Baseline: `dvc status`, the least
 DVC can do to find out that nothing is stale. `dvc repro` adds the per-stage checks and locking;
-`python -m flows.pipeline` adds the Prefect flow (one `dvc repro --single-item` per stage) and a
+`python -m flows.pipeline` adds the Prefect flow (one stage reproduced per process, through DVC's API) and a
 `dvc push` that finds the remote up to date. Set PREFECT_API_URL to a running server to leave out
 the temporary server that Prefect otherwise starts for the flow.
 """
