@@ -26,11 +26,11 @@ KILLS = [  # one chain, in the order of the stages; each run resumes what the on
 
 
 def test_dvc_repro_killed_in_the_middle_of_writes_in_every_stage_resumes_to_an_uninterrupted_runs_data(tmp_path, prefect_api_url):
-    """The killed runs' stages each start a temporary Prefect server (no PREFECT_API_URL), which no kill may leave
-    running; the uninterrupted run reports to the session's server, which is quicker."""
-    harness = Harness(tmp_path)
+    """Every run reports to the session's Prefect server: a stage's temporary server, which a kill of its stage may not
+    leave running, has its own tests (tests/flows/test_temporary_server.py)."""
+    harness = Harness(tmp_path, prefect_api_url)
     baseline, baseline_env = harness.workspace("uninterrupted")
-    assert harness.repro(baseline, baseline_env | {"PREFECT_API_URL": prefect_api_url}).returncode == 0
+    assert harness.repro(baseline, baseline_env).returncode == 0
     repo, env = harness.workspace("killed")
 
     runs = [harness.repro(repo, env, kill) for kill in KILLS]
