@@ -72,13 +72,12 @@ def repro_stage(root: Path, stage: str, log: Callable[[int, str], None], env: di
         environment = {key: value for key, value in os.environ.items() if key != "PREFECT__FLOW_RUN_ID"} | (env or {})
         environment |= STAGE_LOGGING | {LAST_WORD: str(last_word), "TQDM_DISABLE": "1"}  # bars would flood the log
         command = [sys.executable, "-m", __name__, stage]
-        relay = _Relay(stage, log)
+        relay = _Relay(stage, log, last_word)
         with subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
             assert process.stdout is not None
             for line in process.stdout:
                 relay.line(line.rstrip())
-        said = last_word.read_text(encoding="utf-8").strip() if last_word.is_file() else ""
-    relay.flush(said)
+        said = relay.flush()
     if process.returncode != 0:
         raise StageFailed(_reason(stage, said))
 
@@ -95,8 +94,8 @@ class _Relay:
     the stage's runs log its reason (`error: <reason>`, `Finished in state Failed(...)`) before its command ends with it
     (`<stage>: error: <reason>`)."""
 
-    def __init__(self, stage: str, log: Callable[[int, str], None]):
-        self.stage, self.log = stage, log
+    def __init__(self, stage: str, log: Callable[[int, str], None], last_word: Path):
+        self.stage, self.log, self.last_word = stage, log, last_word
         self.held: list[tuple[int, str]] = []
 
     def line(self, line: str) -> None:
@@ -111,15 +110,18 @@ class _Relay:
         if failure and len(self.held) < MAX_HELD:
             self.held.append((level, message))
             return
+        self.flush()  # in their order: a failure the stage went on from, or the lines its last word repeats
         self.log(level, message)
 
-    def flush(self, last_word: str) -> None:
-        """Relay the lines held back, but those that repeat the stage's last word."""
-        reason = last_word.split(": error: ", 1)[-1]
+    def flush(self) -> str:
+        """Relay the lines held back, but those that repeat the stage's last word, if it has said it; return that word."""
+        said = self.last_word.read_text(encoding="utf-8").strip() if self.last_word.is_file() else ""
+        reason = said.split(": error: ", 1)[-1]
         for level, message in self.held:
-            if not reason or (reason not in message and message != last_word):
+            if not reason or (reason not in message and message != said):
                 self.log(level, message)
         self.held = []
+        return said
 
 
 def _reproduce(stage: str) -> None:
