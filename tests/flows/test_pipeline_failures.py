@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from prefect.client.schemas.sorting import FlowRunSort, LogSort
 
 from pipeline.testing.kills import RUN_TOKEN, processes_of
 from pipeline.testing.workspace import edit_params, make_workspace
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 HEARTBEAT_SECONDS = 30  # Prefect's least: a killed run is marked Crashed 3 heartbeats (90 s) on
@@ -73,12 +72,6 @@ def stage_run(pipeline_run: FlowRun, stage: str) -> FlowRun:
     assert len(runs) == 1, runs
     return runs[0]
 
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
 
 
 def test_a_failed_stage_ends_the_pipeline_run_with_its_reason_once_in_the_terminal_and_in_the_ui(workspace):

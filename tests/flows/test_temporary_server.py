@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
 from pipeline.testing.kills import RUN_TOKEN, processes_of
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow  # starts a Prefect server
 
@@ -33,12 +32,6 @@ print("ran", flush=True)
 sys.stdin.readline()  # until the test lets it end
 """
 
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def start_stage(tmp_path) -> tuple[subprocess.Popen[str], str, int]:
