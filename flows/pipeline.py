@@ -31,6 +31,7 @@ from flows.cli import PIPELINE_TAG, STAGE_RUN, run_command
 from flows.heartbeats import mark_silent_runs_crashed
 from pipeline.config import PARAMS_FILE, Params, check_time_zone, load_params
 from pipeline.core.errors import PipelineError
+from pipeline.dag import stage_names
 from pipeline.model.evaluate import METRICS_FILE
 from pipeline.paths import EVAL
 from pipeline.versioning.publish import MODEL_ARTIFACT, commit_version, push, register_model, require_git
@@ -48,22 +49,32 @@ def stage_log(level: int, line: str) -> None:
 @task(cache_policy=NO_CACHE, retry_delay_seconds=30)
 def stage(name: str, tag: str) -> State:
     """One DVC stage: DVC runs it if it is stale, as a flow run made here under this task (tagged `tag`), and skips it
-    otherwise; the task's state message says which, and its data is the stage's flow run (None when skipped)."""
+    otherwise; the task's state message says which, and its data is the stage's flow run (None when skipped, and for
+    the code stage, which runs no flow)."""
     before = lock_entries(ROOT).get(name)
-    run = create_stage_run(name, tag)
+    run = create_stage_run(name, tag) if name in stage_names() else None
     try:
-        repro_stage(ROOT, name, stage_log, env={PIPELINE_TAG: tag, STAGE_RUN: str(run.id)})
+        repro_stage(ROOT, name, stage_log, env={PIPELINE_TAG: tag} | ({STAGE_RUN: str(run.id)} if run else {}))
     finally:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(run.id)
-            if run.state is None or run.state.is_pending():  # DVC skipped the stage, or it failed before its flow began
-                client.delete_flow_run(run.id)
-            elif not run.state.is_final():  # its process died without a word (SIGKILL, the OOM killer)
-                client.set_flow_run_state(run.id, Crashed(message="the stage's process died while it ran"), force=True)
+        if run:
+            end_stage_run(run)
     if lock_entries(ROOT).get(name) == before:
         return Completed(message="up to date: DVC skipped it")
+    if run is None:
+        return Completed(message="rebuilt")
     link_back(run)
     return Completed(message=f"rebuilt: flow run {run.name}", data=run)
+
+
+def end_stage_run(run: FlowRun) -> None:
+    """Remove the stage's flow run when its flow never began (DVC skipped the stage, or it failed first); mark it
+    Crashed when its process died without a word (SIGKILL, the OOM killer)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run.id)
+        if run.state is None or run.state.is_pending():
+            client.delete_flow_run(run.id)
+        elif not run.state.is_final():
+            client.set_flow_run_state(run.id, Crashed(message="the stage's process died while it ran"), force=True)
 
 
 def _stage_flow() -> None:

@@ -14,8 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import StrictModel, describe_problems
-from pipeline.dataset.params import CleanParams, DataParams, ResizeParams, SplitParams
-from pipeline.dataset.sources.params import SourceParams
+from pipeline.dataset.params import DatasetParams
 from pipeline.model.params import EvaluateParams, TrainParams
 
 PARAMS_FILE = Path("params.yaml")
@@ -66,14 +65,11 @@ class ScheduleParams(StrictModel):
         return check_time_zone(value)
 
 
-class Params(StrictModel):
+class Params(DatasetParams):
+    """The whole of params.yaml: the data stages' sections (DatasetParams), the model's, and where and when it runs."""
+
     seed: int = 42
     workers: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
-    data: DataParams = DataParams()
-    source: SourceParams = SourceParams()
-    clean: CleanParams = CleanParams()
-    resize: ResizeParams = ResizeParams()
-    split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     runner: RunnerParams = RunnerParams()

@@ -1,6 +1,7 @@
 """The DAG as dvc.yaml writes it, the one place it is written: the stages in their order, the flow module each one
 runs, the data it reads and what it writes. The code reads them here (pipeline/paths.py names the outputs the stages
-open); DVC reads the same file."""
+open); DVC reads the same file. Its first stage, `code`, is DVC's bookkeeping rather than a step of the pipeline: it
+hashes the code each stage runs into the file that is that stage's code dep."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import yaml
 
 DVC_FILE = Path(__file__).resolve().parents[1] / "dvc.yaml"  # in the repository root, beside this package
+CODE_STAGE = "code"
 
 
 @dataclass(frozen=True)
@@ -26,18 +28,36 @@ def _dvc_yaml() -> dict:
     return yaml.load(DVC_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def _stage(name: str) -> Stage:
+    entry = _dvc_yaml()["stages"][name]
+    return Stage(
+        name,
+        entry["cmd"].removeprefix("python -m ").split()[0],
+        tuple(Path(dep) for dep in entry.get("deps", []) if dep.startswith("data/")),
+        tuple(Path(out if isinstance(out, str) else next(iter(out))) for out in entry.get("outs", [])),
+    )
+
+
 @cache
 def stages() -> tuple[Stage, ...]:
-    """dvc.yaml's stages in the file's order, which runs each one after the stages whose outputs it reads."""
+    """dvc.yaml's stages that run a flow, in the file's order, which runs each one after the stages whose outputs it
+    reads; their inputs leave out their code dep."""
+    codes = code_stage().outputs
     return tuple(
-        Stage(
-            name,
-            stage["cmd"].removeprefix("python -m ").split()[0],
-            tuple(Path(dep) for dep in stage.get("deps", []) if dep.startswith("data/")),
-            tuple(Path(out if isinstance(out, str) else next(iter(out))) for out in stage.get("outs", [])),
-        )
-        for name, stage in _dvc_yaml()["stages"].items()
+        Stage(found.name, found.module, tuple(dep for dep in found.inputs if not any(dep.is_relative_to(out) for out in codes)), found.outputs)
+        for found in map(_stage, _dvc_yaml()["stages"])
+        if found.name != CODE_STAGE
     )
+
+
+def code_stage() -> Stage:
+    """The stage that writes, for each stage, the hashes of the code it runs (its code dep: `code_dep`)."""
+    return _stage(CODE_STAGE)
+
+
+def code_dep(name: str) -> Path:
+    """The code dep of a stage: the sha256 of each file it runs, as sha256sum writes them."""
+    return code_stage().outputs[0] / f"{name}.sha256"
 
 
 def stage(name: str) -> Stage:

@@ -1,92 +1,88 @@
-"""dvc.yaml's deps cover the code each stage runs: every project file its flow module imports, however indirectly."""
+"""dvc.yaml's deps cover what each stage runs: its code dep holds the hashes of every project file its flow module
+imports, however indirectly (the code stage writes them), and its params list every param it reads."""
 
 from __future__ import annotations
 
-import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipeline import dag
 from pipeline.config import Params, parse_params
 from pipeline.core.imports import PACKAGES, import_closure
 from pipeline.core.schema import StrictModel
+from pipeline.versioning.code import write_code_deps
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def runs_code(path: Path) -> bool:
-    """Whether a file holds more than a docstring (a package's docstring-only __init__.py changes no output)."""
-    body = ast.parse(path.read_text(encoding="utf-8")).body
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
-
-
-def uncovered(root: Path, stage: dict) -> list[str]:
-    """The code files a stage runs that none of its deps (a file, or a folder above it) covers."""
-    module = stage["cmd"].removeprefix("python -m ").split()[0]
-    deps = [root / dep for dep in stage.get("deps", [])]
-    return sorted(
-        str(path.relative_to(root))
-        for path in import_closure(module, root)
-        if runs_code(path) and not any(path == dep or dep in path.parents for dep in deps)
-    )
-
-
-def surplus(root: Path, stage: dict) -> list[str]:
-    """The code deps that name more than the stage runs: a file outside its import closure, or a folder holding one
-    (so that an edit to code a stage does not run leaves it up to date)."""
-    module = stage["cmd"].removeprefix("python -m ").split()[0]
-    closure = import_closure(module, root)
-    code_deps = [dep for dep in stage.get("deps", []) if dep.split("/")[0] in PACKAGES]
-    return sorted(
-        dep for dep in code_deps
-        if any(path not in closure for path in ([root / dep] if dep.endswith(".py") else (root / dep).rglob("*.py")) if runs_code(path))
-    )
-
-
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
 
-@pytest.mark.parametrize("name", sorted(STAGES))
-def test_a_stages_deps_cover_every_project_file_it_imports(name):
-    assert uncovered(REPO, STAGES[name]) == []
+@pytest.fixture(scope="module")
+def code_deps(tmp_path_factory) -> Path:
+    """A folder where the code stage has written its files (data/code/...), as DVC runs it."""
+    folder = tmp_path_factory.mktemp("code")
+    subprocess.run([sys.executable, "-m", "pipeline.versioning.code"], cwd=folder, check=True)
+    return folder
 
 
-@pytest.mark.parametrize("name", sorted(STAGES))
-def test_a_stages_code_deps_are_only_what_it_imports(name):
-    assert surplus(REPO, STAGES[name]) == []
+def listed_files(code_deps: Path, name: str) -> list[str]:
+    return [line.split("  ", 1)[1] for line in (code_deps / dag.code_dep(name)).read_text(encoding="utf-8").splitlines()]
 
 
-def test_a_sources_code_is_a_dep_of_scrape_alone():
+@pytest.mark.parametrize("name", dag.stage_names())
+def test_a_stages_code_dep_is_its_file_of_the_code_stage_alone(name):
+    deps = STAGES[name]["deps"]
+    assert str(dag.code_dep(name)) in deps and [dep for dep in deps if dep.split("/")[0] in PACKAGES] == []
+
+
+def test_the_code_stage_depends_on_every_package_and_runs_first():
+    assert sorted(STAGES[dag.CODE_STAGE]["deps"]) == sorted(PACKAGES) and next(iter(STAGES)) == dag.CODE_STAGE
+
+
+def test_bytecode_a_run_leaves_is_no_code_dep():
+    """__pycache__ folders (Python writes them unless PYTHONDONTWRITEBYTECODE is set) would make the code stage stale
+    after every first run on a machine, and rewrite dvc.lock."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        assert repo.dvcignore.is_ignored(repo.fs, str(REPO / "pipeline/dataset/__pycache__/clean.cpython-312.pyc"))
+        assert not repo.dvcignore.is_ignored(repo.fs, str(REPO / "pipeline/dataset/clean.py"))
+
+
+@pytest.mark.parametrize("name", dag.stage_names())
+def test_a_stages_code_dep_lists_each_file_it_imports_with_its_hash(code_deps, name):
+    closure = import_closure(dag.stage(name).module)
+    assert listed_files(code_deps, name) == sorted(path.relative_to(REPO).as_posix() for path in closure)
+    checked = subprocess.run(["sha256sum", "--check", "--quiet", code_deps / dag.code_dep(name)], cwd=REPO, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_sources_code_is_in_the_code_dep_of_scrape_alone(code_deps):
     """An edit to a source (a typo fixed in bing.py) makes scrape stale, and no later stage."""
     for path in (REPO / "pipeline/dataset/sources").glob("*.py"):
         if path.stem in ("__init__", "params"):
             continue
-        stages = [name for name, stage in STAGES.items() if any(path == REPO / dep or REPO / dep in path.parents for dep in stage["deps"])]
-        assert stages == ["scrape"], path.name
+        relative = path.relative_to(REPO).as_posix()
+        assert [name for name in dag.stage_names() if relative in listed_files(code_deps, name)] == ["scrape"], path.name
 
 
-def test_a_stage_that_omits_an_imported_module_is_reported(tmp_path):
-    """The check itself: a file imported two levels down, inside a function, is missed when no dep covers it."""
-    for path, text in {
-        "flows/__init__.py": '"""Flows."""\n',
-        "flows/stage.py": "from pipeline.core import helpers\n",
-        "pipeline/__init__.py": '"""Docstring only."""\n',
-        "pipeline/core/__init__.py": "import logging\n",
-        "pipeline/core/helpers.py": "def f():\n    from pipeline.model.net import N\n    from .rand import seed\n",
-        "pipeline/model/net.py": "N = 1\n",
-        "pipeline/core/rand.py": "seed = 0\n",
-    }.items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(text, encoding="utf-8")
-    stage = {"cmd": "python -m flows.stage", "deps": ["flows/stage.py", "pipeline/core/helpers.py"]}
-    assert uncovered(tmp_path, stage) == ["pipeline/core/__init__.py", "pipeline/core/rand.py", "pipeline/model/net.py"]
-    stage["deps"] += ["pipeline/core", "pipeline/model"]
-    assert uncovered(tmp_path, stage) == [] and surplus(tmp_path, stage) == []
-    (tmp_path / "pipeline/core/unused.py").write_text("X = 1\n", encoding="utf-8")
-    stage["deps"] += ["pipeline/model/net.py", "flows/other.py"]
-    (tmp_path / "flows/other.py").write_text("Y = 2\n", encoding="utf-8")
-    assert surplus(tmp_path, stage) == ["flows/other.py", "pipeline/core"]
+def test_an_edited_file_changes_the_code_dep_of_the_stages_that_run_it_alone(tmp_path, monkeypatch):
+    """The closure reaches a module imported two levels down, inside a function; the file of a stage that does not
+    run the edited module keeps its bytes."""
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(tmp_path)
+    write_code_deps(tmp_path)
+    before = {name: dag.code_dep(name).read_bytes() for name in dag.stage_names()}
+    resize = tmp_path / "pipeline/dataset/resize.py"
+    resize.write_text(resize.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    write_code_deps(tmp_path)
+    changed = [name for name in dag.stage_names() if dag.code_dep(name).read_bytes() != before[name]]
+    assert changed == ["resize", "evaluate"]
 
 
 # ------------------------------------------------------------------------------------------- params a stage reads
@@ -166,7 +162,7 @@ def test_a_stage_reads_no_param_that_its_params_do_not_list(tiny_workspace, monk
         return original(model, name)
 
     found = {}
-    for name in STAGES:
+    for name in dag.stage_names():
         reads.read = set()
         with monkeypatch.context() as patch:
             patch.setattr(StrictModel, "__getattribute__", traced)
@@ -175,7 +171,7 @@ def test_a_stage_reads_no_param_that_its_params_do_not_list(tiny_workspace, monk
     assert {"source.categories", "source.synthetic.defect_rate"} <= set(found["scrape"]) and "clean" in found["clean"]  # it records
     assert "train.epochs" in found["train"] and "split.test_per_category" in found["split"]
     unlisted = {name: [key for key in keys if not covered(key, params_listed(STAGES[name]), Params)] for name, keys in found.items()}
-    assert unlisted == {name: [] for name in STAGES}
+    assert unlisted == {name: [] for name in dag.stage_names()}
 
 
 def test_a_read_not_listed_is_reported():

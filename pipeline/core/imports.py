@@ -1,11 +1,13 @@
 """The project files a module runs: itself and what it imports, however indirectly, read from the source (nothing is
-imported). DVC's deps of a stage are its closure (tests/test_dvc_deps.py), and a training checkpoint is tied to the
-code of the training's closure."""
+imported). The code stage hashes each stage's closure, which is the stage's code dep in dvc.yaml, and a training
+checkpoint is tied to the hashes of the training's closure."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from pipeline.core.fsutil import sha256_file
 
 PACKAGES = ("pipeline", "flows")
 ROOT = Path(__file__).resolve().parents[2]  # the repository root, which holds the packages
@@ -62,3 +64,8 @@ def import_closure(module: str, root: Path = ROOT) -> set[Path]:
         seen.update(_package_inits(root, name))
         pending.extend(_imported_modules(path, name))
     return seen
+
+
+def code_hashes(module: str, root: Path = ROOT) -> dict[str, str]:
+    """The sha256 of each project file that running `python -m module` executes, by path from the root, in path order."""
+    return {path.relative_to(root).as_posix(): sha256_file(path) for path in sorted(import_closure(module, root))}

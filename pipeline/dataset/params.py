@@ -1,5 +1,6 @@
-"""The params of the data stages after scrape, and the layout every data stage keeps: `data`, `clean`, `resize` and
-`split` in params.yaml. A leaf, so that loading params does not load the stages' code."""
+"""The params of the stages that build the dataset: the layout every data stage keeps (`data`), the source (`source`,
+in sources/params.py) and one section per later stage (`clean`, `resize`, `split`), assembled as DatasetParams,
+which pipeline/config.py's Params extends. A leaf, so that loading params does not load the stages' code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pipeline.core.schema import StrictModel
+from pipeline.dataset.sources.params import SourceParams
 
 Layout = Literal["folders", "shards"]  # how a stage stores its images: a file each, or tar shards
 ResizeMode = Literal["center_crop", "pad", "squash"]
@@ -33,3 +35,13 @@ class ResizeParams(StrictModel):
 
 class SplitParams(StrictModel):
     test_per_category: Annotated[int, Field(ge=1)] = 10
+
+
+class DatasetParams(StrictModel):
+    """The data stages' sections of params.yaml: a new stage's section goes here."""
+
+    data: DataParams = DataParams()
+    source: SourceParams = SourceParams()
+    clean: CleanParams = CleanParams()
+    resize: ResizeParams = ResizeParams()
+    split: SplitParams = SplitParams()

@@ -25,7 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 from pipeline.core.errors import one_line
 from pipeline.core.fsutil import atomic_write_bytes, remove_unfinished_writes, sha256_file
 from pipeline.core.images import colorfulness, image_grid
-from pipeline.core.imports import ROOT, import_closure
+from pipeline.core.imports import code_hashes
 from pipeline.core.progress import Progress
 from pipeline.core.stopping import DeferredStop, deferred_stop
 from pipeline.model.colorizer import save_generator
@@ -77,7 +77,7 @@ def trained_on(source: str, pairs: SplitPairs) -> dict[str, Any]:
 
 def training_code() -> dict[str, str]:
     """The sha256 of every project file the training runs (this module's import closure), by path."""
-    return {path.relative_to(ROOT).as_posix(): sha256_file(path) for path in sorted(import_closure(__name__))}
+    return code_hashes(__name__)
 
 
 def fingerprint(cfg: TrainParams, seed: int, split_root: Path) -> str:

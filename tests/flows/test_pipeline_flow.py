@@ -22,13 +22,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
-from pipeline.dag import stage_names
+from pipeline.dag import CODE_STAGE, stage_names
 from pipeline.testing.workspace import edit_params, files, make_workspace, run
 from pipeline.versioning.rebuild import workspace_lock
 from tests.prefect_api import task_run_names
 
 pytestmark = pytest.mark.e2e
 DEPLOYMENT = "colorize-pipeline/nightly"
+STAGES = (CODE_STAGE, *stage_names())  # the pipeline run's stage tasks, in their order
 
 
 class Served:
@@ -54,8 +55,8 @@ def stage_results(flow_run_id) -> dict[str, str]:
     to date (DVC skipped it)."""
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    assert all(run.state.name == "Completed" for run in runs if run.name in stage_names()), [run.state for run in runs]
-    return {run.name: run.state.message.split(":")[0] for run in runs if run.name in stage_names()}
+    assert all(run.state.name == "Completed" for run in runs if run.name in STAGES), [run.state for run in runs]
+    return {run.name: run.state.message.split(":")[0] for run in runs if run.name in STAGES}
 
 
 def assert_completed_and_tagged(flow_run, outcome: str) -> None:
@@ -138,15 +139,16 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
     flow_run, _ = first_run
     assert flow_run.state.is_completed(), flow_run.state.message
     names = task_run_names(flow_run.id)
-    assert names[: len(stage_names())] == list(stage_names())
-    assert set(names[len(stage_names()):]) == {"dvc push", "git commit"}
-    assert stage_results(flow_run.id) == {name: "rebuilt" for name in stage_names()}
+    assert names[: len(STAGES)] == list(STAGES)
+    assert set(names[len(STAGES):]) == {"dvc push", "git commit"}
+    results = stage_results(flow_run.id)  # the code stage records something new only when the code differs from dvc.lock's
+    assert {name: results[name] for name in stage_names()} == {name: "rebuilt" for name in stage_names()} and CODE_STAGE in results
     summary = artifacts(flow_run.id)["pipeline-run"]
     assert re.search(r"\| train \| rebuilt \| \[[\w-]+\]\(/runs/flow-run/[0-9a-f-]{36}\) \|", summary) and "files" in summary
     assert "## Evaluation" in summary and re.search(r"\| real_psnr \| [\d.]+ \| [\d.]+ \|", summary)
     assert latest_evaluation_link() in summary  # opens the evaluation itself, not the list of its versions
     assert_completed_and_tagged(flow_run, "rebuilt")
-    assert flow_run.state.message.startswith("rebuilt scrape, clean")
+    assert re.match(r"rebuilt (code, )?scrape, clean", flow_run.state.message) and "| code | " in summary
     runs = stage_runs(flow_run)  # each stage's own flow run: under its stage task, linked back, with its artifacts
     assert sorted(runs) == sorted(stage_names())
     for stage_run in runs.values():
@@ -160,7 +162,7 @@ def test_a_triggered_run_rebuilds_every_stage_as_a_task_then_pushes_commits_and_
 
     today = datetime.now(timezone.utc).date()
     assert served.git("tag", "--list").split() == [f"colorize-{today}", "colorizer@v0.0.1"]  # the dated version, the model's
-    assert served.git("show", "--name-only", "--format=%s", "HEAD").split("\n")[0].startswith(f"pipeline run {today}: rebuilt scrape")
+    assert served.git("show", "--name-only", "--format=%s", "HEAD").split("\n")[0].startswith(f"pipeline run {today}: rebuilt ")
     assert not served.git("status", "--porcelain", "--", "dvc.lock")
     assert len(served.remote_files()) > 10
 
@@ -173,7 +175,7 @@ def test_a_run_with_nothing_to_rebuild_pushes_and_commits_nothing(served, first_
     assert served.remote_files() == remote
     summary = artifacts(flow_run.id)["pipeline-run"]
     assert "| rebuilt |" not in summary and "0 files" in summary and latest_evaluation_link() in summary
-    assert stage_results(flow_run.id) == {name: "up to date" for name in stage_names()} and stage_runs(flow_run) == {}
+    assert stage_results(flow_run.id) == {name: "up to date" for name in STAGES} and stage_runs(flow_run) == {}
     assert_completed_and_tagged(flow_run, "up-to-date")
 
 

@@ -14,7 +14,7 @@ from flows.pipeline import schedule
 from pipeline.config import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.fsutil import LockHeld
-from pipeline.dag import stage_names
+from pipeline.dag import CODE_STAGE, stage_names
 from pipeline.testing.workspace import REPO, edit_params, make_workspace
 from pipeline.versioning.publish import PublishError, commit_version, register_model, uncommitted
 from pipeline.versioning.rebuild import changed_stages, stage_order, workspace_lock
@@ -38,8 +38,8 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_stages_come_in_the_dags_order():
-    assert stage_order(REPO) == list(stage_names())
+def test_the_stages_come_in_the_dags_order_the_code_stage_first():
+    assert stage_order(REPO) == [CODE_STAGE, *stage_names()]
 
 
 def test_changed_stages_are_those_whose_lock_entry_differs():
