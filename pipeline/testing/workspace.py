@@ -11,13 +11,17 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.dag import stage_names
+
 REPO = Path(__file__).resolve().parents[2]  # a source checkout: this file is pipeline/testing/workspace.py
 
 
 def tiny_params() -> dict:
-    """The committed params.yaml with 2 categories × 14 images of 32² pixels, and 1 epoch of a tiny GAN."""
+    """The committed params.yaml with 2 categories × 14 images of 32² pixels, 1 epoch of a tiny GAN, and a pool of one
+    process for per-image work (still a pool: a second process would only add its start-up to every stage)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["seed"] = 7
+    params["workers"] = 1
     params["source"].update(categories=["sky", "fruit"], per_category=14)
     params["source"]["synthetic"]["defect_rate"] = 0.3
     params["resize"]["size"] = 32
@@ -39,6 +43,16 @@ def edit_params(repo: Path, **sections: dict) -> None:
 def files(folder: Path) -> dict[Path, bytes]:
     """Every file under `folder`, by relative path, with its bytes: equal dicts mean byte-identical trees."""
     return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` ran, from its output."""
+    return {stage for stage in stage_names() if f"Running stage '{stage}'" in output}
+
+
+def recorded(repo: Path, stage: str) -> dict | None:
+    """The stage's entry in a workspace's dvc.lock: what DVC recorded as done."""
+    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"].get(stage)
 
 
 def run(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
