@@ -96,6 +96,10 @@ def record_one_rank(root: Path) -> None:
     def preempt() -> None:  # as a cloud scheduler does: SIGTERM to the launcher, which passes it on to every process
         if next(batches) == signal_at and World.from_env().is_main:
             os.kill(os.getppid(), signal.SIGTERM)
+            held = signal.getsignal(signal.SIGTERM).__self__  # the training's DeferredStop
+            deadline = time.monotonic() + 30  # on a busy machine torchrun may pass it on after this batch's step
+            while not held.requested and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     with recording(root / "split", preempt) as seen:
         run_training(load_params(root / "params.yaml"), root / "split", root / "models", root / "live")
