@@ -59,9 +59,9 @@ def stage(name: str, tag: str) -> State:
         if run:
             end_stage_run(run)
     if lock_entries(ROOT).get(name) == before:
-        return Completed(message="up to date: DVC skipped it")
+        return Completed(message="up to date: DVC skipped it" if run else "up to date: the code is as dvc.lock records it")
     if run is None:
-        return Completed(message="rebuilt")
+        return Completed(message="rebuilt: the code differs from dvc.lock's")
     link_back(run)
     return Completed(message=f"rebuilt: flow run {run.name}", data=run)
 
