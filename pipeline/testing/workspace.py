@@ -50,11 +50,6 @@ def stages_run(output: str) -> set[str]:
     return {stage for stage in stage_names() if f"Running stage '{stage}'" in output}
 
 
-def recorded(repo: Path, stage: str) -> dict | None:
-    """The stage's entry in a workspace's dvc.lock: what DVC recorded as done."""
-    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"].get(stage)
-
-
 def run(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:

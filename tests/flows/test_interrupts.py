@@ -14,7 +14,8 @@ import torch
 
 from pipeline.model.colorizer import Colorizer
 from pipeline.testing.kills import RUN_TOKEN, processes_of
-from pipeline.testing.workspace import edit_params, recorded, run, stages_run
+from pipeline.testing.workspace import edit_params, run, stages_run
+from pipeline.versioning.rebuild import lock_entries
 from tests.hostile import press_ctrl_c, start_as_in_a_terminal
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,7 @@ def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_r
         run(repo, env, "dvc", "repro", "scrape")
     alone = {key: value for key, value in env.items() if key != "PREFECT_API_URL"}  # each stage starts its own server
     staging = repo / "data" / (".raw.partial" if stage == "scrape" else ".clean.partial")
-    lock = recorded(repo, stage)
+    lock = lock_entries(repo).get(stage)
 
     process = start_as_in_a_terminal(["dvc", "repro"], repo, alone)
     deadline = time.monotonic() + 180
@@ -40,7 +41,7 @@ def test_ctrl_c_in_a_terminal_stops_dvc_repro_at_once_in_one_line_and_the_next_r
     assert output.count(f"{stage}: interrupted; its output was not published") == 1, output
     assert "Traceback" not in output, output
     output = {"scrape": "data/raw", "clean": "data/clean"}[stage]
-    assert not (repo / output).exists() and recorded(repo, stage) == lock  # nothing recorded as done
+    assert not (repo / output).exists() and lock_entries(repo).get(stage) == lock  # nothing recorded as done
     made = {p.name: p.stat().st_mtime_ns for p in staging.glob("*/*") if p.parent.name != ".journal"}
     assert len(made) >= 5
 
