@@ -19,14 +19,19 @@ import pytest  # noqa: E402
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """End-to-end tests and tests that need the Prefect server are slow ones: `pytest -m "not slow"` leaves them out.
-    The longest modules run first (those with end-to-end tests, then those with slow ones), so that the processes of
-    `-n 4` end together: the quick modules fill in the gaps the long ones leave, instead of a long one starting last."""
-    rank: dict[object, int] = {}
+    The longest modules run first, so that the processes of `-n 4` end together: those with end-to-end tests (the more
+    of them, the sooner), then those with slow ones; the quick modules fill in the gaps the long ones leave, instead of
+    a long one starting last."""
+    rank: dict[object, tuple[int, int]] = {}
     for item in items:
         if item.get_closest_marker("e2e") or "prefect_api_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        kind = 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
-        rank[item.module] = min(rank.get(item.module, 2), kind)
+        kind, e2e_tests = rank.get(item.module, (2, 0))
+        if item.get_closest_marker("e2e"):
+            kind, e2e_tests = 0, e2e_tests - 1
+        elif item.get_closest_marker("slow"):
+            kind = min(kind, 1)
+        rank[item.module] = (kind, e2e_tests)
     items.sort(key=lambda item: rank[item.module])  # stable: each module's tests keep their order
 
 
