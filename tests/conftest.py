@@ -22,16 +22,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     The longest modules run first, so that the processes of `-n 4` end together: those with end-to-end tests (the more
     of them, the sooner), then those with slow ones; the quick modules fill in the gaps the long ones leave, instead of
     a long one starting last."""
-    rank: dict[object, tuple[int, int]] = {}
+    rank: dict[object, tuple[int, int]] = {}  # module: (0 end-to-end, 1 slow, 2 quick; minus its end-to-end tests)
     for item in items:
         if item.get_closest_marker("e2e") or "prefect_api_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        kind, e2e_tests = rank.get(item.module, (2, 0))
+        kind, minus_e2e_tests = rank.get(item.module, (2, 0))
         if item.get_closest_marker("e2e"):
-            kind, e2e_tests = 0, e2e_tests - 1
+            kind, minus_e2e_tests = 0, minus_e2e_tests - 1
         elif item.get_closest_marker("slow"):
             kind = min(kind, 1)
-        rank[item.module] = (kind, e2e_tests)
+        rank[item.module] = (kind, minus_e2e_tests)
     items.sort(key=lambda item: rank[item.module])  # stable: each module's tests keep their order
 
 
